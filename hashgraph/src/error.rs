@@ -1,0 +1,80 @@
+//! Errors of the hashgraph core.
+
+use crate::crypto::{Hash, PublicKey};
+use crate::event::EventError;
+
+/// Why an event was not inserted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InsertError {
+    /// The event is malformed or badly signed.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// The creator is in no validator set this node knows.
+    #[error("event {id:?}: creator {creator:?} is not a known peer")]
+    UnknownCreator {
+        /// Id of the event.
+        id: Hash,
+        /// Its creator.
+        creator: PublicKey,
+    },
+    /// The self-parent is by another creator or its index is not the event's index − 1.
+    #[error("event {id:?}: index {index} does not follow its self-parent")]
+    BadSelfParent {
+        /// Id of the event.
+        id: Hash,
+        /// The event's index.
+        index: u64,
+    },
+    /// The other-parent was made by the event's own creator.
+    #[error("event {id:?}: other-parent is by the same creator")]
+    OtherParentBySelf {
+        /// Id of the event.
+        id: Hash,
+    },
+    /// The payload is larger than [`crate::Config::max_event_bytes`].
+    #[error("event {id:?}: {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Id of the event.
+        id: Hash,
+        /// Encoded size.
+        size: usize,
+        /// Limit in force.
+        limit: usize,
+    },
+    /// Too many events already wait for missing parents.
+    #[error("event {id:?}: the pool of events waiting for parents is full ({limit})")]
+    PendingFull {
+        /// Id of the event.
+        id: Hash,
+        /// Capacity of the pool.
+        limit: usize,
+    },
+    /// A parent belongs to history this node has evicted; the sender should fast-sync us or be
+    /// fast-synced.
+    #[error("event {id:?}: its parent {parent:?} is older than the retained history")]
+    TooOld {
+        /// Id of the event.
+        id: Hash,
+        /// The parent that is no longer held.
+        parent: Hash,
+    },
+}
+
+/// Why a call other than insertion failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HashgraphError {
+    /// A validator set can only be registered for a round the DAG has not reached yet.
+    #[error("round {round} already exists; a peer-set change must start after round {last}")]
+    RoundAlreadyStarted {
+        /// The round asked for.
+        round: u64,
+        /// The highest round already started.
+        last: u64,
+    },
+    /// The other-parent asked for is not in the DAG.
+    #[error("unknown other-parent {0:?}")]
+    UnknownOtherParent(Hash),
+    /// Creating a self-event failed insertion (e.g. payload too large).
+    #[error(transparent)]
+    Insert(#[from] InsertError),
+}
