@@ -162,6 +162,8 @@ pub struct Stats {
     pub last_block_index: Option<u64>,
     /// Creators caught forking.
     pub forkers: usize,
+    /// Votes cast by coin flip in coin rounds (no supermajority either way).
+    pub coin_votes: u64,
 }
 
 type Seq = u64;
@@ -1001,6 +1003,7 @@ impl Hashgraph {
         let mut votes =
             std::mem::take(&mut self.node_mut(x).witness.as_mut().expect("witness").votes);
         let mut decision = None;
+        let mut coin_votes = 0;
         'rounds: for voting_round in r + 1..=last {
             let distance = voting_round - r;
             let d = (distance - 1) as usize;
@@ -1030,12 +1033,14 @@ impl Hashgraph {
                     } else if strength >= supermajority {
                         majority
                     } else {
+                        coin_votes += 1;
                         coin_bit(&yn.event.id())
                     }
                 };
                 votes[d].push(vote);
             }
         }
+        self.stats.coin_votes += coin_votes;
         let ws = self.node_mut(x).witness.as_mut().expect("witness");
         ws.votes = votes;
         if let Some(famous) = decision {

@@ -1,78 +1,14 @@
 //! Whole-DAG behaviour of the core under simple random gossip between in-process instances.
 
-use hashgraph::{Config, Event, Hashgraph, Peer, PeerSet, SecretKey};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+mod common;
 
-struct Member {
-    key: SecretKey,
-    hg: Hashgraph,
-    blocks: Vec<hashgraph::Block>,
-}
-
-fn network(n: usize) -> Vec<Member> {
-    let keys: Vec<SecretKey> = (0..n).map(|i| SecretKey::from_seed(&[i as u8])).collect();
-    let set = PeerSet::new(
-        keys.iter()
-            .enumerate()
-            .map(|(i, k)| Peer::new(k.public_key(), format!("n{i}"), format!("n{i}")))
-            .collect(),
-    )
-    .unwrap();
-    keys.into_iter()
-        .map(|key| Member {
-            key,
-            hg: Hashgraph::new(Config::default(), set.clone()),
-            blocks: Vec::new(),
-        })
-        .collect()
-}
-
-/// Runs `steps` random syncs: a member pulls what it lacks from another, then creates an
-/// event with one transaction on top of the other's head.
-fn gossip(members: &mut [Member], steps: usize, seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = members.len();
-    for (i, m) in members.iter_mut().enumerate() {
-        m.hg.create_event(
-            &m.key,
-            None,
-            i as i64,
-            vec![format!("genesis {i}").into_bytes()],
-            vec![],
-            vec![],
-        )
-        .unwrap();
-    }
-    for step in 0..steps {
-        let to = rng.gen_range(0..n);
-        let from = (to + rng.gen_range(1..n.max(2))) % n;
-        if n > 1 {
-            let known = members[to].hg.known();
-            let events: Vec<Event> = members[from].hg.events_unknown_to(&known, usize::MAX);
-            for e in events {
-                members[to].hg.insert_event(e).unwrap();
-            }
-        }
-        let other = if n > 1 {
-            members[to].hg.head(&members[from].key.public_key())
-        } else {
-            None
-        };
-        let m = &mut members[to];
-        let tx = format!("tx {step}").into_bytes();
-        m.hg.create_event(&m.key, other, 1000 + step as i64, vec![tx], vec![], vec![])
-            .unwrap();
-        m.hg.run_consensus();
-        let ready = m.hg.take_ready();
-        m.blocks.extend(ready.blocks);
-    }
-}
+use common::{all_events, gossip, network};
+use hashgraph::{Config, Hashgraph};
 
 #[test]
 fn four_members_agree_on_a_growing_chain_of_blocks() {
-    let mut members = network(4);
-    gossip(&mut members, 400, 7);
+    let mut members = network(4, Config::default());
+    gossip(&mut members, 400, 7, &[]);
     let lens: Vec<usize> = members.iter().map(|m| m.blocks.len()).collect();
     assert!(
         lens.iter().all(|&l| l > 5),
@@ -92,8 +28,8 @@ fn four_members_agree_on_a_growing_chain_of_blocks() {
 
 #[test]
 fn a_single_validator_orders_its_own_events() {
-    let mut members = network(1);
-    gossip(&mut members, 20, 1);
+    let mut members = network(1, Config::default());
+    gossip(&mut members, 20, 1, &[]);
     let m = &members[0];
     // With n = 1 every event is a witness; round r is decided at round r + 2.
     assert!(m.blocks.len() >= 17, "{} blocks", m.blocks.len());
@@ -104,4 +40,52 @@ fn a_single_validator_orders_its_own_events() {
         .collect();
     assert_eq!(txs[0], b"genesis 0");
     assert_eq!(txs[1], b"tx 0");
+}
+
+/// The bitset matrices behind round assignment agree with the paper's definition, evaluated
+/// directly: round(x) = r + 1 exactly when x strongly sees a supermajority of round r's
+/// witnesses, r being its parents' highest round.
+#[test]
+fn rounds_match_the_definition_through_strongly_seeing() {
+    for (n, seed) in [(4, 3), (5, 11), (7, 5)] {
+        let mut members = network(n, Config::default());
+        gossip(&mut members, 60 * n, seed, &[n - 1]);
+        let events = all_events(&members);
+        let mut hg = Hashgraph::new(Config::default(), common::peer_set(&common::keys(n)));
+        for e in &events {
+            hg.insert_event(e.clone()).unwrap();
+        }
+        let supermajority = 2 * n / 3 + 1;
+        let mut advanced = 0;
+        for e in &events {
+            let info = hg.event_info(&e.id()).unwrap();
+            let parents: Vec<_> = [e.body().self_parent, e.body().other_parent]
+                .into_iter()
+                .flatten()
+                .collect();
+            let r = parents
+                .iter()
+                .map(|p| hg.event_info(p).unwrap().round)
+                .max()
+                .unwrap_or(0);
+            let seen = hg
+                .witnesses(r)
+                .iter()
+                .filter(|w| hg.strongly_see(&e.id(), w))
+                .count();
+            let expected = if parents.is_empty() {
+                0
+            } else {
+                r + u64::from(seen >= supermajority)
+            };
+            assert_eq!(info.round, expected, "n={n} seed={seed} event {:?}", e.id());
+            advanced += usize::from(info.round > r);
+            let first_in_round = e
+                .body()
+                .self_parent
+                .is_none_or(|sp| hg.event_info(&sp).unwrap().round < info.round);
+            assert_eq!(info.witness, first_in_round, "witness flag of {:?}", e.id());
+        }
+        assert!(advanced > 10, "n={n}: rounds advanced {advanced} times");
+    }
 }

@@ -1,0 +1,122 @@
+//! Shared by the integration tests: in-process members gossiping at random.
+
+#![allow(dead_code)]
+
+use hashgraph::{Block, Config, Event, Hashgraph, OrderedEvent, Peer, PeerSet, SecretKey};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// One validator: its key, its hashgraph and what consensus gave it.
+pub struct Member {
+    pub key: SecretKey,
+    pub hg: Hashgraph,
+    pub blocks: Vec<Block>,
+    pub ordered: Vec<OrderedEvent>,
+}
+
+/// Keys derived from the member number.
+pub fn keys(n: usize) -> Vec<SecretKey> {
+    (0..n).map(|i| SecretKey::from_seed(&[i as u8])).collect()
+}
+
+/// The validator set of `keys`, in order.
+pub fn peer_set(keys: &[SecretKey]) -> PeerSet {
+    PeerSet::new(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| Peer::new(k.public_key(), format!("n{i}"), format!("n{i}")))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// `n` members with empty hashgraphs.
+pub fn network(n: usize, config: Config) -> Vec<Member> {
+    let keys = keys(n);
+    let set = peer_set(&keys);
+    network_with(keys, &set, config)
+}
+
+/// Members holding `keys`, all starting from the validator set `genesis`.
+pub fn network_with(keys: Vec<SecretKey>, genesis: &PeerSet, config: Config) -> Vec<Member> {
+    let set = genesis.clone();
+    keys.into_iter()
+        .map(|key| Member {
+            key,
+            hg: Hashgraph::new(config.clone(), set.clone()),
+            blocks: Vec::new(),
+            ordered: Vec::new(),
+        })
+        .collect()
+}
+
+impl Member {
+    /// Runs consensus and keeps what it produced.
+    pub fn settle(&mut self) {
+        self.hg.run_consensus();
+        let ready = self.hg.take_ready();
+        self.blocks.extend(ready.blocks);
+        self.ordered.extend(ready.ordered);
+    }
+}
+
+/// Runs `steps` random syncs: a member pulls what it lacks from another, then creates an
+/// event with one transaction on top of the other's head. `lazy` members (by index) sync
+/// only rarely, which makes late witnesses and split votes more likely.
+pub fn gossip(members: &mut [Member], steps: usize, seed: u64, lazy: &[usize]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = members.len();
+    for (i, m) in members.iter_mut().enumerate() {
+        if m.hg.head(&m.key.public_key()).is_none() {
+            m.hg.create_event(
+                &m.key,
+                None,
+                i as i64,
+                vec![format!("genesis {i}").into_bytes()],
+                vec![],
+                vec![],
+            )
+            .unwrap();
+        }
+    }
+    for step in 0..steps {
+        let to = rng.gen_range(0..n);
+        if lazy.contains(&to) && rng.gen_range(0..8) != 0 {
+            continue;
+        }
+        let from = (to + rng.gen_range(1..n.max(2))) % n;
+        if n > 1 {
+            let known = members[to].hg.known();
+            let events: Vec<Event> = members[from].hg.events_unknown_to(&known, usize::MAX);
+            for e in events {
+                members[to].hg.insert_event(e).unwrap();
+            }
+        }
+        let other = if n > 1 {
+            members[to].hg.head(&members[from].key.public_key())
+        } else {
+            None
+        };
+        let m = &mut members[to];
+        let tx = format!("tx {step}").into_bytes();
+        let now = 1000 + step as i64 * 10 + rng.gen_range(0..10);
+        m.hg.create_event(&m.key, other, now, vec![tx], vec![], vec![])
+            .unwrap();
+        m.settle();
+    }
+}
+
+/// Every event any member holds, in a topological order (each member's insertion order,
+/// merged without duplicates).
+pub fn all_events(members: &[Member]) -> Vec<Event> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for m in members {
+        for e in m.hg.events_unknown_to(&[], usize::MAX) {
+            if seen.insert(e.id()) {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
