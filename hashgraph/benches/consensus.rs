@@ -31,12 +31,12 @@ fn random_gossip_dag(n: usize, events: usize, seed: u64) -> (PeerSet, Vec<Event>
     let mut chains: Vec<Vec<Hash>> = vec![Vec::new(); n];
     let mut clocks: Vec<Vec<usize>> = vec![vec![0; n]; n];
     let mut out = Vec::with_capacity(events);
-    let mut make = |creator: usize,
-                    other: Option<usize>,
-                    clocks: &mut Vec<Vec<usize>>,
-                    chains: &mut Vec<Vec<Hash>>,
-                    out: &mut Vec<Event>,
-                    step: usize| {
+    let make = |creator: usize,
+                other: Option<usize>,
+                clocks: &mut Vec<Vec<usize>>,
+                chains: &mut Vec<Vec<Hash>>,
+                out: &mut Vec<Event>,
+                step: usize| {
         let index = chains[creator].len() as u64;
         let event = EventBody {
             creator: keys[creator].public_key(),

@@ -705,11 +705,10 @@ impl Hashgraph {
         let other_parent = lookup(body.other_parent);
         if !missing.is_empty() {
             let cs = &self.creators[creator as usize];
-            if body.index > 0 && body.index - 1 < cs.chain_base && body.self_parent.is_some() {
-                return Err(InsertError::TooOld {
-                    id,
-                    parent: body.self_parent.expect("checked"),
-                });
+            if let Some(parent) = body.self_parent {
+                if body.index > 0 && body.index - 1 < cs.chain_base {
+                    return Err(InsertError::TooOld { id, parent });
+                }
             }
             if self.pending_ids.len() >= self.config.max_pending_events {
                 return Err(InsertError::PendingFull {

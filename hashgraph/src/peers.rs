@@ -192,7 +192,7 @@ mod tests {
         let a = peer(1);
         let json = format!(
             r#"[{{"NetAddr":"127.0.0.1:1337","PubKeyHex":"{}","Moniker":"node1"}}]"#,
-            a.pub_key.to_hex().to_lowercase().replacen("0x", "0x", 1)
+            a.pub_key.to_hex().to_lowercase()
         );
         let set: PeerSet = serde_json::from_str(&json).unwrap();
         assert_eq!(set.peers()[0].pub_key, a.pub_key);
