@@ -89,3 +89,50 @@ fn rounds_match_the_definition_through_strongly_seeing() {
         assert!(advanced > 10, "n={n}: rounds advanced {advanced} times");
     }
 }
+
+/// With decided history evicted as it goes, memory stays bounded and members still agree;
+/// an event naming evicted history is refused as too old rather than held forever.
+#[test]
+fn evicting_decided_history_bounds_memory_without_changing_consensus() {
+    let mut evicting = network(4, Config::default());
+    let mut keeping = network(4, Config::default());
+    let mut peak = 0;
+    for chunk in 0..10u64 {
+        gossip(&mut evicting, 150, 100 + chunk, &[]);
+        gossip(&mut keeping, 150, 100 + chunk, &[]);
+        for m in &mut evicting {
+            if let Some(r) = m.hg.last_consensus_round() {
+                m.hg.evict_before(r.saturating_sub(3));
+            }
+            peak = peak.max(m.hg.stats().events_in_memory);
+        }
+    }
+    let kept = keeping[0].hg.stats().events_in_memory;
+    assert!(
+        peak * 3 < kept,
+        "peak in memory {peak}, without eviction {kept}"
+    );
+    for (a, b) in evicting.iter().zip(&keeping) {
+        assert_eq!(a.ordered, b.ordered, "eviction changed the order");
+        assert!(!a.blocks.is_empty());
+    }
+    // The first event of member 0 is long gone from memory; a new event on top of it is stale.
+    let old = keeping[0].hg.events_unknown_to(&[], 1)[0].clone();
+    let m = &mut evicting[1];
+    assert!(m.hg.event(&old.id()).is_none());
+    let stale = hashgraph::EventBody {
+        creator: old.creator().to_owned(),
+        index: 1,
+        self_parent: Some(old.id()),
+        other_parent: None,
+        timestamp: 5,
+        transactions: vec![],
+        internal_transactions: vec![],
+        block_signatures: vec![],
+    }
+    .sign(&evicting[0].key);
+    assert!(matches!(
+        evicting[1].hg.insert_event(stale),
+        Err(hashgraph::InsertError::TooOld { .. })
+    ));
+}
