@@ -55,7 +55,8 @@ pub enum InsertError {
     TooOld {
         /// Id of the event.
         id: Hash,
-        /// The parent that is no longer held.
+        /// The parent that is no longer held or whose round was evicted; the zero hash for an
+        /// event without parents, which would belong to an evicted round 0.
         parent: Hash,
     },
 }

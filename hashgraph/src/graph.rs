@@ -291,6 +291,9 @@ pub struct Hashgraph {
     prev_block_hash: Hash,
     stats: Stats,
     ready: Ready,
+    /// The event being inserted, before it joins the arena: its sequence number, index and
+    /// self-parent, so that ancestry walks starting at it (a forker's own entry) work.
+    inserting: Option<(Seq, u64, Option<Seq>)>,
 }
 
 impl Hashgraph {
@@ -316,6 +319,7 @@ impl Hashgraph {
             prev_block_hash: Hash::ZERO,
             stats: Stats::default(),
             ready: Ready::default(),
+            inserting: None,
         };
         hg.add_peer_set(0, genesis);
         hg
@@ -461,13 +465,15 @@ impl Hashgraph {
             if cursor == a {
                 return true;
             }
-            let Some(node) = self.node(cursor) else {
-                return false;
+            let (index, self_parent) = match (self.node(cursor), self.inserting) {
+                (Some(node), _) => (node.index(), node.self_parent),
+                (None, Some((seq, index, self_parent))) if seq == cursor => (index, self_parent),
+                (None, _) => return false,
             };
-            if node.index() <= target_index {
+            if index <= target_index {
                 return false;
             }
-            match node.self_parent {
+            match self_parent {
                 Some(sp) => cursor = sp,
                 None => return false,
             }
@@ -748,7 +754,23 @@ impl Hashgraph {
             });
         }
 
+        // An event whose round would fall in evicted history cannot be placed: refuse it before
+        // any state changes.
+        let parents: Vec<Seq> = self_parent.into_iter().chain(other_parent).collect();
+        let (parent_round, later_parent) = parents
+            .iter()
+            .map(|&p| (self.live(p).round, p))
+            .max()
+            .map_or((0, None), |(r, p)| (r, Some(p)));
+        if parent_round < self.round_base {
+            return Err(InsertError::TooOld {
+                id,
+                parent: later_parent.map_or(Hash::ZERO, |p| self.live(p).event.id()),
+            });
+        }
+
         let seq = self.arena_base + self.arena.len() as Seq;
+        self.inserting = Some((seq, body.index, self_parent));
 
         // Fork detection: a second event at an index already held.
         let cs = &self.creators[creator as usize];
@@ -777,7 +799,6 @@ impl Hashgraph {
         // Ancestry vector.
         let width = self.creators.len();
         let mut la = vec![NO_ANC; width];
-        let parents: Vec<Seq> = self_parent.into_iter().chain(other_parent).collect();
         for &p in &parents {
             let pn = self.live(p);
             for (c, slot) in la.iter_mut().enumerate() {
@@ -813,11 +834,6 @@ impl Hashgraph {
         let lamport = parents
             .iter()
             .map(|&p| self.live(p).lamport + 1)
-            .max()
-            .unwrap_or(0);
-        let parent_round = parents
-            .iter()
-            .map(|&p| self.live(p).round)
             .max()
             .unwrap_or(0);
         self.ensure_round(parent_round);
@@ -888,6 +904,7 @@ impl Hashgraph {
             round_received: None,
             consensus_ts: None,
         }));
+        self.inserting = None;
         self.by_id.insert(id, seq);
         self.undetermined.push(seq);
         self.stats.events_inserted += 1;

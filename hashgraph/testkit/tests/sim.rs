@@ -1,20 +1,12 @@
 //! The network simulator: determinism, a short sweep with the maximum number of Byzantine
 //! validators, fork detection, and agreement after a partition heals. (The long sweep is
-//! `hearsay sim --nodes 1,4,7,10 --seeds 0..500`.) The ignored tests at the end reproduce two
-//! bugs the simulator found in the core; un-ignore them once it is fixed.
+//! `hearsay sim --nodes 1,4,7,10 --seeds 0..500`, run by the `hearsay` crate's tests.) The
+//! last two tests pin two bugs the simulator found in the core.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use hashgraph::{Config, Hashgraph, InsertError};
 use hearsay_testkit::sim::{self, Behaviour, SimConfig, SimResult};
-
-/// Every behaviour but forking: forking runs currently split honest validators because of a
-/// core bug (see `forking_validators_do_not_split_honest_ones`).
-const NOT_FORKING: [Behaviour; 3] = [
-    Behaviour::Withholding,
-    Behaviour::InvalidSignatures,
-    Behaviour::Garbage,
-];
 
 /// Panics with every violation of every failing run, and the command that replays it.
 fn assert_passed(results: &[SimResult]) {
@@ -67,11 +59,7 @@ fn a_short_sweep_with_maximum_byzantine_passes() {
     let mut results = Vec::new();
     for nodes in [1, 4, 7] {
         for seed in 0..24 {
-            let config = SimConfig {
-                behaviours: NOT_FORKING.to_vec(),
-                ..SimConfig::new(nodes, 300, seed)
-            };
-            let r = sim::run(&config);
+            let r = sim::run(&SimConfig::new(nodes, 300, seed));
             assert_eq!(r.byzantine.len(), (nodes - 1) / 3);
             results.push(r);
         }
@@ -79,7 +67,7 @@ fn a_short_sweep_with_maximum_byzantine_passes() {
     assert_passed(&results);
     // Every behaviour was exercised, partitions and losses happened, hostile input was
     // rejected, and every run drained to agreement.
-    for b in NOT_FORKING {
+    for b in Behaviour::ALL {
         assert!(
             results
                 .iter()
@@ -122,7 +110,6 @@ fn validators_agree_after_a_partition_heals() {
     for (nodes, seed) in [(4, 7), (7, 8)] {
         let config = SimConfig {
             partitions: Some(1),
-            behaviours: NOT_FORKING.to_vec(),
             ..SimConfig::new(nodes, 300, seed)
         };
         let r = sim::run(&config);
@@ -151,12 +138,11 @@ fn eviction_keeps_memory_bounded() {
     );
 }
 
-/// Core bug: while a creator is known to have forked, the round of its next event is computed
-/// with its own ancestry entry pointing at the event being inserted, which is not in the arena
-/// yet, so it fails to see its own creator's witnesses. The same event gets a lower round on a
-/// node that learnt of the fork before receiving it, and honest validators' blocks diverge.
+/// Regression: while a creator was known to have forked, the round of its next event was
+/// computed with its own ancestry entry pointing at the event being inserted, not yet in the
+/// arena, so it failed to see its own creator's witnesses. The same event got a lower round on
+/// a node that learnt of the fork before receiving it, and honest validators' blocks diverged.
 #[test]
-#[ignore = "core bug: rounds of a forker's events depend on when the fork was detected"]
 fn forking_validators_do_not_split_honest_ones() {
     let mut results = Vec::new();
     for (nodes, seeds) in [(4, 0..8), (7, 0..4)] {
@@ -171,11 +157,10 @@ fn forking_validators_do_not_split_honest_ones() {
     assert_passed(&results);
 }
 
-/// Core bug: after `evict_before`, an event whose parents' rounds (round 0 for a first event)
-/// are below the retained rounds makes `insert_event` panic ("ensured", graph.rs) instead of
-/// being refused as too old. Any peer can do this, e.g. by withholding its first event.
+/// Regression: after `evict_before`, an event whose parents' rounds (round 0 for a first event)
+/// are below the retained rounds made `insert_event` panic instead of being refused as too
+/// old. Any peer could do this, e.g. by withholding its first event.
 #[test]
-#[ignore = "core bug: insert_event panics on an event older than the retained rounds"]
 fn a_first_event_released_after_eviction_is_refused() {
     let (keys, peers) = sim::validators(4);
     let mut hgs: Vec<Hashgraph> = (0..3)
