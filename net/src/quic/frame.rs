@@ -1,0 +1,40 @@
+//! Reading and writing frames on QUIC streams, with the size limit applied before any body
+//! byte is buffered.
+
+use crate::error::NetError;
+use crate::wire::{decode_body, encode_frame, parse_header, Message, FRAME_HEADER_BYTES};
+use quinn::{ReadExactError, RecvStream, SendStream};
+
+/// The most body bytes buffered up front; the rest grows only as bytes actually arrive.
+const INITIAL_BUFFER: usize = 64 << 10;
+
+/// Reads one frame of at most `max` body bytes and decodes it.
+pub(crate) async fn read_frame<M: Message>(
+    recv: &mut RecvStream,
+    max: usize,
+) -> Result<M, NetError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    recv.read_exact(&mut header).await.map_err(|e| match e {
+        ReadExactError::FinishedEarly(_) => NetError::UnexpectedEnd,
+        ReadExactError::ReadError(e) => NetError::Read(e),
+    })?;
+    let len = parse_header(header, max)?;
+    let mut body = Vec::with_capacity(len.min(INITIAL_BUFFER));
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await? {
+            Some(chunk) => body.extend_from_slice(&chunk.bytes),
+            None => return Err(NetError::UnexpectedEnd),
+        }
+    }
+    Ok(decode_body(&body)?)
+}
+
+/// Encodes `msg` as one frame and writes it.
+pub(crate) async fn write_frame<M: Message>(
+    send: &mut SendStream,
+    msg: &M,
+) -> Result<(), NetError> {
+    let frame = encode_frame(msg)?;
+    send.write_all(&frame).await?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The node's side: accepting apps' transactions, and delivering blocks to the app.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::jsonrpc::Request;
+use crate::methods;
+use crate::rpc::{serve, ClientConfig, ClientError, Dispatch, RpcClient, ServerConfig};
+use crate::types::{Block, CommitResponse, NodeState};
+
+/// Takes one submitted transaction, or refuses it with a text the app receives (e.g. the pool
+/// is full). Called on the connection's task: it must not block.
+pub type SubmitFn = Arc<dyn Fn(Vec<u8>) -> Result<(), String> + Send + Sync>;
+
+/// Serves `Babble.SubmitTx` (and its alias `Hearsay.SubmitTx`) on `listener` (the node's
+/// `--proxy-listen`) with the default [`ServerConfig`]. Runs until dropped; dropping it closes
+/// every connection.
+///
+/// Each call must have exactly one parameter, a base64 string; anything else, and an unknown
+/// method, is answered with an error naming the problem and the connection stays open. A
+/// message that is not a JSON object, is not valid JSON or exceeds the size limit is answered
+/// with an error (id null) and the connection closed. Other clients are unaffected.
+pub async fn serve_proxy(listener: TcpListener, submit: SubmitFn) {
+    serve_proxy_with_config(listener, submit, ServerConfig::default()).await;
+}
+
+/// [`serve_proxy`] with explicit limits.
+pub async fn serve_proxy_with_config(
+    listener: TcpListener,
+    submit: SubmitFn,
+    config: ServerConfig,
+) {
+    serve(listener, Arc::new(ProxyDispatch { submit }), config).await;
+}
+
+struct ProxyDispatch {
+    submit: SubmitFn,
+}
+
+impl ProxyDispatch {
+    fn submit_tx(&self, request: Request) -> Result<String, String> {
+        let method = request.method;
+        if method != methods::SUBMIT_TX && method != methods::HEARSAY_SUBMIT_TX {
+            return Err(format!("rpc: can't find method {method}"));
+        }
+        let [param]: [Value; 1] = request.params.try_into().map_err(|params: Vec<Value>| {
+            format!(
+                "{method} takes exactly one parameter (the base64 transaction), got {}",
+                params.len()
+            )
+        })?;
+        let text = param
+            .as_str()
+            .ok_or_else(|| format!("{method}: the transaction must be a base64 string"))?;
+        let tx = STANDARD
+            .decode(text)
+            .map_err(|e| format!("{method}: the transaction is not valid base64: {e}"))?;
+        (self.submit)(tx)?;
+        Ok("true".to_owned())
+    }
+}
+
+impl Dispatch for ProxyDispatch {
+    async fn call(&self, request: Request) -> Result<String, String> {
+        self.submit_tx(request)
+    }
+}
+
+/// Error of an [`AppClient`] call. [`ClientError::Remote`] is the app's own error answer.
+pub type AppError = ClientError;
+
+/// The node's connection to the app's `--client-connect` address.
+///
+/// Dials lazily, keeps one connection, gives each call the configured deadline (default 1 s)
+/// and, after any failure, drops the connection and dials again on the next call. It never
+/// retries by itself: the caller decides (the daemon retries a block until the app answers).
+pub struct AppClient {
+    rpc: RpcClient,
+}
+
+impl AppClient {
+    /// A client for the app at `addr` (`host:port`), with the default [`ClientConfig`].
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self::with_config(addr, ClientConfig::default())
+    }
+
+    /// A client for the app at `addr` with the given deadline and size limit.
+    pub fn with_config(addr: impl Into<String>, config: ClientConfig) -> Self {
+        Self {
+            rpc: RpcClient::new(addr.into(), config, false),
+        }
+    }
+
+    /// The app's address.
+    pub fn addr(&self) -> &str {
+        self.rpc.addr()
+    }
+
+    /// `State.CommitBlock`: delivers a block, returns the app's state hash and receipts.
+    pub async fn commit_block(&self, block: &Block) -> Result<CommitResponse, AppError> {
+        // Serialized straight to text: a `Value` would sort the keys out of Babble's order.
+        let param = serde_json::to_string(block).map_err(|e| {
+            ClientError::Codec(crate::jsonrpc::CodecError::Serialize {
+                reason: e.to_string(),
+            })
+        })?;
+        let result = self.rpc.call(methods::COMMIT_BLOCK, &[param]).await?;
+        serde_json::from_value(result)
+            .map_err(|e| ClientError::BadResponse(format!("{}: {e}", methods::COMMIT_BLOCK)))
+    }
+
+    /// `State.GetSnapshot`: the app's snapshot as of block `block_index`.
+    pub async fn get_snapshot(&self, block_index: u64) -> Result<Vec<u8>, AppError> {
+        let result = self
+            .rpc
+            .call(methods::GET_SNAPSHOT, &[block_index.to_string()])
+            .await?;
+        decode_bytes(methods::GET_SNAPSHOT, &result)
+    }
+
+    /// `State.Restore`: replaces the app's state with `snapshot`; returns its state hash.
+    pub async fn restore(&self, snapshot: &[u8]) -> Result<Vec<u8>, AppError> {
+        let param = Value::String(STANDARD.encode(snapshot)).to_string();
+        let result = self.rpc.call(methods::RESTORE, &[param]).await?;
+        decode_bytes(methods::RESTORE, &result)
+    }
+
+    /// `State.OnStateChanged`: tells the app the node's new state. The result is ignored.
+    pub async fn on_state_changed(&self, state: NodeState) -> Result<(), AppError> {
+        self.rpc
+            .call(methods::ON_STATE_CHANGED, &[state.as_u8().to_string()])
+            .await
+            .map(drop)
+    }
+}
+
+/// Go's `[]byte` result: a base64 string, or null for empty.
+fn decode_bytes(method: &str, result: &Value) -> Result<Vec<u8>, AppError> {
+    match result {
+        Value::Null => Ok(Vec::new()),
+        Value::String(text) => STANDARD
+            .decode(text)
+            .map_err(|e| ClientError::BadResponse(format!("{method}: invalid base64: {e}"))),
+        other => Err(ClientError::BadResponse(format!(
+            "{method}: expected a base64 string, got {other}"
+        ))),
+    }
+}
