@@ -4,8 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod dag;
+mod datadir;
+mod node;
 mod sim;
+mod testnet;
 
 /// Hearsay: a hashgraph consensus daemon.
 #[derive(Parser)]
@@ -17,6 +21,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node from its datadir.
+    Run(config::RunArgs),
+    /// Create a key pair (priv_key, key.pub) in the datadir.
+    Keygen(datadir::KeygenArgs),
+    /// Write N ready datadirs for a local network, and testnet.json describing them.
+    Testnet(testnet::TestnetArgs),
     /// Play a DAG from a play list and print its consensus as JSON.
     Dag(dag::DagArgs),
     /// Run the deterministic, seeded network simulator with Byzantine validators.
@@ -28,6 +38,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run_node(args),
+        Command::Keygen(args) => datadir::keygen(args).map(|()| ExitCode::SUCCESS),
+        Command::Testnet(args) => testnet::run(args).map(|()| ExitCode::SUCCESS),
         Command::Dag(args) => dag::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Version => {
@@ -46,4 +59,24 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn run_node(args: config::RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.resolve()?;
+    let filter = match config.log.as_str() {
+        "debug" | "info" | "warn" | "error" | "trace" => {
+            format!("{},quinn=warn,rustls=warn", config.log)
+        }
+        other => anyhow::bail!("--log {other:?}: use debug, info, warn or error"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(node::run(config))?;
+    Ok(ExitCode::SUCCESS)
 }

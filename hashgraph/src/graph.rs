@@ -152,6 +152,9 @@ pub struct Stats {
     pub consensus_events: u64,
     /// Inserted events not yet ordered.
     pub undetermined_events: usize,
+    /// Of those, the ones carrying transactions, internal transactions or block signatures:
+    /// while there are any, the network has work and nodes keep gossiping and creating events.
+    pub undetermined_with_payload: usize,
     /// Events waiting for parents.
     pub pending_events: usize,
     /// Highest round any event reached.
@@ -1399,6 +1402,16 @@ impl Hashgraph {
         Stats {
             events_in_memory: self.by_id.len(),
             undetermined_events: self.undetermined.len(),
+            undetermined_with_payload: self
+                .undetermined
+                .iter()
+                .filter(|&&s| {
+                    let body = self.live(s).event.body();
+                    !body.transactions.is_empty()
+                        || !body.internal_transactions.is_empty()
+                        || !body.block_signatures.is_empty()
+                })
+                .count(),
             pending_events: self.pending_ids.len(),
             last_round: self.last_round(),
             last_consensus_round: self.last_consensus_round(),

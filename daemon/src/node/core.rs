@@ -1,0 +1,513 @@
+//! The consensus task: the one owner of the [`Hashgraph`], the transaction pool's drain and
+//! the blocks. Every other task talks to it through [`CoreHandle`] commands, so the core stays
+//! single-threaded and nothing holds a lock across I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hashgraph::{
+    Block, BlockSignature, Event, Hash, Hashgraph, InsertError, PeerSet, PublicKey, SecretKey,
+    VerifiedEvent,
+};
+use hearsay_net::SyncResponse;
+use tokio::sync::{mpsc, oneshot};
+
+use super::pool::TxPool;
+use super::NodeState;
+
+/// Most bytes of transactions put in one event (well under the core's event size limit).
+pub const MAX_EVENT_PAYLOAD: usize = 1 << 20;
+/// Most block signatures of others kept while waiting for our own app's answer.
+const MAX_STASHED_SIGNATURES: usize = 100_000;
+
+/// What an insertion batch did, for the gossip task.
+#[derive(Debug, Default)]
+pub struct InsertSummary {
+    /// Events added to the DAG.
+    pub added: usize,
+    /// Parents to fetch from the sender.
+    pub missing: Vec<Hash>,
+    /// Events refused (bad self-parent, unknown creator, …), with the reason of the first.
+    pub refused: usize,
+    /// Reason of the first refusal.
+    pub first_error: Option<String>,
+}
+
+/// The figures `/stats` and `/metrics` report.
+#[derive(Debug, Clone, Default)]
+pub struct CoreStatus {
+    /// Node state.
+    pub state: Option<NodeState>,
+    /// Counters of the hashgraph.
+    pub stats: hashgraph::Stats,
+    /// Transactions ordered so far.
+    pub transactions: u64,
+    /// Blocks produced by consensus.
+    pub blocks: u64,
+    /// Blocks the app has acknowledged.
+    pub blocks_committed: u64,
+    /// Validators of the current round's set.
+    pub num_peers: usize,
+    /// Last round at which the validator set changed, if ever.
+    pub last_peer_change: Option<u64>,
+    /// Events this node created.
+    pub self_events: u64,
+}
+
+/// Commands to the core.
+pub enum Command {
+    /// Our known map (creator → events held), for a sync request.
+    Known(oneshot::Sender<Vec<(PublicKey, u64)>>),
+    /// Events a peer with this known map lacks, at most `limit`, encoded, plus our known map.
+    Unknown {
+        /// The peer's known map.
+        known: Vec<(PublicKey, u64)>,
+        /// Most events.
+        limit: usize,
+        /// Answer: the events, our known map, whether more were left.
+        reply: oneshot::Sender<SyncResponse>,
+    },
+    /// Events by id (missing parents a peer asked for).
+    Fetch(Vec<Hash>, oneshot::Sender<Vec<Vec<u8>>>),
+    /// Verified events to insert, in the order received.
+    Insert(Vec<VerifiedEvent>, oneshot::Sender<InsertSummary>),
+    /// Create our next event on top of `other`'s latest event if there is work (or if
+    /// `force`); answers whether one was created.
+    CreateEvent {
+        /// The peer we just synced with.
+        other: Option<PublicKey>,
+        /// Answer.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Whether there is work: transactions waiting or ordered-but-unsettled payloads.
+    Busy(oneshot::Sender<bool>),
+    /// The app acknowledged block `index` with this state hash: sign it.
+    Committed {
+        /// Block index.
+        index: u64,
+        /// The app's state hash.
+        state_hash: Vec<u8>,
+        /// The app's receipts.
+        receipts: Vec<hashgraph::InternalTransactionReceipt>,
+    },
+    /// Figures for `/stats`.
+    Status(oneshot::Sender<CoreStatus>),
+    /// Blocks `start..start+count` (those that exist).
+    Blocks {
+        /// First index.
+        start: u64,
+        /// Most blocks.
+        count: usize,
+        /// Answer.
+        reply: oneshot::Sender<Vec<Block>>,
+    },
+    /// The validator-set history.
+    History(oneshot::Sender<Vec<(u64, PeerSet)>>),
+    /// Change the node state (suspend, resume, shut down).
+    SetState(NodeState),
+}
+
+/// A cheap, cloneable handle to the core task.
+#[derive(Clone)]
+pub struct CoreHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The core task stopped (the node is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the node is shutting down")]
+pub struct CoreGone;
+
+impl CoreHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| CoreGone)?;
+        rx.await.map_err(|_| CoreGone)
+    }
+
+    /// Our known map.
+    pub async fn known(&self) -> Result<Vec<(PublicKey, u64)>, CoreGone> {
+        self.ask(Command::Known).await
+    }
+
+    /// Events a peer lacks.
+    pub async fn unknown(
+        &self,
+        known: Vec<(PublicKey, u64)>,
+        limit: usize,
+    ) -> Result<SyncResponse, CoreGone> {
+        self.ask(|reply| Command::Unknown {
+            known,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Events by id.
+    pub async fn fetch(&self, ids: Vec<Hash>) -> Result<Vec<Vec<u8>>, CoreGone> {
+        self.ask(|reply| Command::Fetch(ids, reply)).await
+    }
+
+    /// Inserts verified events.
+    pub async fn insert(&self, events: Vec<VerifiedEvent>) -> Result<InsertSummary, CoreGone> {
+        self.ask(|reply| Command::Insert(events, reply)).await
+    }
+
+    /// Creates our next event if there is work.
+    pub async fn create_event(&self, other: Option<PublicKey>) -> Result<bool, CoreGone> {
+        self.ask(|reply| Command::CreateEvent { other, reply })
+            .await
+    }
+
+    /// Whether there is work.
+    pub async fn busy(&self) -> Result<bool, CoreGone> {
+        self.ask(Command::Busy).await
+    }
+
+    /// Reports the app's answer for a block.
+    pub async fn committed(
+        &self,
+        index: u64,
+        state_hash: Vec<u8>,
+        receipts: Vec<hashgraph::InternalTransactionReceipt>,
+    ) -> Result<(), CoreGone> {
+        self.tx
+            .send(Command::Committed {
+                index,
+                state_hash,
+                receipts,
+            })
+            .await
+            .map_err(|_| CoreGone)
+    }
+
+    /// Figures for `/stats`.
+    pub async fn status(&self) -> Result<CoreStatus, CoreGone> {
+        self.ask(Command::Status).await
+    }
+
+    /// Blocks from `start`.
+    pub async fn blocks(&self, start: u64, count: usize) -> Result<Vec<Block>, CoreGone> {
+        self.ask(|reply| Command::Blocks {
+            start,
+            count,
+            reply,
+        })
+        .await
+    }
+
+    /// Validator sets by first round.
+    pub async fn history(&self) -> Result<Vec<(u64, PeerSet)>, CoreGone> {
+        self.ask(Command::History).await
+    }
+
+    /// Changes the node state.
+    pub async fn set_state(&self, state: NodeState) -> Result<(), CoreGone> {
+        self.tx
+            .send(Command::SetState(state))
+            .await
+            .map_err(|_| CoreGone)
+    }
+}
+
+/// The core's state, owned by its task.
+pub struct Core {
+    hg: Hashgraph,
+    key: SecretKey,
+    pool: Arc<TxPool>,
+    state: NodeState,
+    suspend_limit: usize,
+    /// Blocks by index (all of them for now; the store will page old ones out).
+    blocks: Vec<Block>,
+    /// Signatures of ours waiting to ride in our next event.
+    our_signatures: Vec<BlockSignature>,
+    /// Others' signatures for blocks our app has not answered yet.
+    stashed: HashMap<u64, Vec<(PublicKey, hashgraph::Signature)>>,
+    stashed_count: usize,
+    transactions: u64,
+    blocks_committed: u64,
+    self_events: u64,
+    /// New blocks go to the delivery task.
+    deliver: mpsc::UnboundedSender<Block>,
+    state_changes: tokio::sync::watch::Sender<NodeState>,
+}
+
+impl Core {
+    /// A core for `hg`, delivering blocks on `deliver` and publishing its state on
+    /// `state_changes`.
+    pub fn new(
+        hg: Hashgraph,
+        key: SecretKey,
+        pool: Arc<TxPool>,
+        initial: NodeState,
+        suspend_limit: usize,
+        deliver: mpsc::UnboundedSender<Block>,
+        state_changes: tokio::sync::watch::Sender<NodeState>,
+    ) -> Core {
+        Core {
+            hg,
+            key,
+            pool,
+            state: initial,
+            suspend_limit,
+            blocks: Vec::new(),
+            our_signatures: Vec::new(),
+            stashed: HashMap::new(),
+            stashed_count: 0,
+            transactions: 0,
+            blocks_committed: 0,
+            self_events: 0,
+            deliver,
+            state_changes,
+        }
+    }
+
+    /// Starts the task; it ends when every handle is dropped.
+    pub fn spawn(self) -> (CoreHandle, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let task = tokio::spawn(self.run(rx));
+        (CoreHandle { tx }, task)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(command) = rx.recv().await {
+            self.handle(command);
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Known(reply) => {
+                let _ = reply.send(self.hg.known());
+            }
+            Command::Unknown {
+                known,
+                limit,
+                reply,
+            } => {
+                let mut events = self.hg.events_unknown_to(&known, limit.saturating_add(1));
+                let more = events.len() > limit;
+                events.truncate(limit);
+                let _ = reply.send(SyncResponse {
+                    events: events.iter().map(Event::to_bytes).collect(),
+                    known: self.hg.known(),
+                    more,
+                });
+            }
+            Command::Fetch(ids, reply) => {
+                let events = ids
+                    .iter()
+                    .filter_map(|id| self.hg.event(id).map(Event::to_bytes))
+                    .collect();
+                let _ = reply.send(events);
+            }
+            Command::Insert(events, reply) => {
+                let summary = self.insert(events);
+                let _ = reply.send(summary);
+            }
+            Command::CreateEvent { other, reply } => {
+                let created = self.create_event(other);
+                let _ = reply.send(created);
+            }
+            Command::Busy(reply) => {
+                let _ = reply.send(self.busy());
+            }
+            Command::Committed {
+                index,
+                state_hash,
+                receipts,
+            } => self.on_committed(index, state_hash, receipts),
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Blocks {
+                start,
+                count,
+                reply,
+            } => {
+                let from = usize::try_from(start).unwrap_or(usize::MAX);
+                let blocks = self.blocks.iter().skip(from).take(count).cloned().collect();
+                let _ = reply.send(blocks);
+            }
+            Command::History(reply) => {
+                let _ = reply.send(self.hg.peer_set_history());
+            }
+            Command::SetState(state) => self.set_state(state),
+        }
+    }
+
+    fn set_state(&mut self, state: NodeState) {
+        if self.state != state {
+            tracing::info!(from = %self.state, to = %state, "node state");
+            self.state = state;
+            let _ = self.state_changes.send(state);
+        }
+    }
+
+    fn insert(&mut self, events: Vec<VerifiedEvent>) -> InsertSummary {
+        let mut summary = InsertSummary::default();
+        for event in events {
+            match self.hg.insert_verified(event) {
+                Ok(outcome) => {
+                    summary.added += outcome.added.len();
+                    summary.missing.extend(outcome.missing_parents);
+                }
+                Err(e) => {
+                    summary.refused += 1;
+                    if summary.first_error.is_none() {
+                        summary.first_error = Some(e.to_string());
+                    }
+                    if !matches!(
+                        e,
+                        InsertError::PendingFull { .. } | InsertError::TooOld { .. }
+                    ) {
+                        tracing::debug!(error = %e, "event refused");
+                    }
+                }
+            }
+        }
+        summary.missing.sort_unstable();
+        summary.missing.dedup();
+        self.settle();
+        summary
+    }
+
+    /// Whether there is work for the network: our pool or unsettled payloads.
+    fn busy(&self) -> bool {
+        !self.pool.is_empty()
+            || !self.our_signatures.is_empty()
+            || self.hg.stats().undetermined_with_payload > 0
+    }
+
+    fn create_event(&mut self, other: Option<PublicKey>) -> bool {
+        if self.state != NodeState::Babbling || !self.busy() {
+            return false;
+        }
+        let other_parent = other.and_then(|o| self.hg.head(&o));
+        let transactions = self.pool.take(MAX_EVENT_PAYLOAD);
+        let signatures = std::mem::take(&mut self.our_signatures);
+        let count = transactions.len();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        match self.hg.create_event(
+            &self.key,
+            other_parent,
+            now,
+            transactions,
+            Vec::new(),
+            signatures,
+        ) {
+            Ok(_) => {
+                self.self_events += 1;
+                self.settle();
+                true
+            }
+            Err(e) => {
+                // Cannot happen with a head from our own DAG; never lose the transactions.
+                tracing::error!(error = %e, count, "could not create an event");
+                false
+            }
+        }
+    }
+
+    /// Runs consensus, hands new blocks to the delivery task, collects others' block
+    /// signatures, and suspends the node if consensus is not keeping up.
+    fn settle(&mut self) {
+        self.hg.run_consensus();
+        let ready = self.hg.take_ready();
+        for event in &ready.events {
+            let creator = *event.creator();
+            for sig in &event.body().block_signatures {
+                self.add_signature(creator, *sig);
+            }
+        }
+        for block in ready.blocks {
+            self.transactions += block.body.transactions.len() as u64;
+            let _ = self.deliver.send(block.clone());
+            self.blocks.push(block);
+        }
+        let stats = self.hg.stats();
+        let n = self.hg.peer_set(stats.last_round.unwrap_or(0)).len();
+        if self.state == NodeState::Babbling
+            && stats.undetermined_events > self.suspend_limit.saturating_mul(n)
+        {
+            tracing::warn!(
+                undetermined = stats.undetermined_events,
+                limit = self.suspend_limit * n,
+                "too many undetermined events: suspending (no quorum?)"
+            );
+            self.set_state(NodeState::Suspended);
+        }
+    }
+
+    fn add_signature(&mut self, signer: PublicKey, sig: BlockSignature) {
+        let Ok(index) = usize::try_from(sig.index) else {
+            return;
+        };
+        // Blocks are committed in order, so every index below `blocks_committed` has our
+        // app's state hash and can be checked now.
+        if self.blocks_committed > sig.index {
+            if let Some(block) = self.blocks.get_mut(index) {
+                if block.verify_signature(&signer, &sig.signature) {
+                    block.signatures.insert(signer, sig.signature);
+                }
+            }
+        } else if self.stashed_count < MAX_STASHED_SIGNATURES {
+            self.stashed
+                .entry(sig.index)
+                .or_default()
+                .push((signer, sig.signature));
+            self.stashed_count += 1;
+        }
+    }
+
+    fn on_committed(
+        &mut self,
+        index: u64,
+        state_hash: Vec<u8>,
+        receipts: Vec<hashgraph::InternalTransactionReceipt>,
+    ) {
+        let Some(block) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.blocks.get_mut(i))
+        else {
+            return;
+        };
+        block.state_hash = state_hash;
+        block.receipts = receipts;
+        let signature = block.sign(&self.key);
+        if let Some(stashed) = self.stashed.remove(&index) {
+            self.stashed_count -= stashed.len();
+            for (signer, sig) in stashed {
+                if block.verify_signature(&signer, &sig) {
+                    block.signatures.insert(signer, sig);
+                }
+            }
+        }
+        self.blocks_committed = self.blocks_committed.max(index + 1);
+        self.our_signatures
+            .push(BlockSignature { index, signature });
+    }
+
+    fn status(&self) -> CoreStatus {
+        let stats = self.hg.stats();
+        let history = self.hg.peer_set_history();
+        let round = stats.last_consensus_round.unwrap_or(0);
+        CoreStatus {
+            state: Some(self.state),
+            num_peers: self.hg.peer_set(round).len(),
+            last_peer_change: history.iter().map(|(r, _)| *r).filter(|r| *r > 0).max(),
+            stats,
+            transactions: self.transactions,
+            blocks: self.blocks.len() as u64,
+            blocks_committed: self.blocks_committed,
+            self_events: self.self_events,
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Gossip: Babble's pull-push sync over the QUIC transport.
+//!
+//! Every heartbeat (`--heartbeat` while there is work, `--slow-heartbeat` otherwise) the node
+//! picks a random peer, pulls the events it lacks (sending its known map), inserts them,
+//! creates an event on top of the peer's latest one if there is work, and pushes what the peer
+//! lacks. Received events are decoded with the core's bounded decoder and their signatures
+//! checked in parallel on the blocking pool.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use hashgraph::{Event, Hash, Peer, PeerSet, PublicKey, SecretKey, VerifiedEvent};
+use hearsay_net::wire::{Request, Response, SyncRequest, SyncResponse};
+use hearsay_net::{Inbound, QuicTransport, TransportConfig};
+use rand::seq::SliceRandom;
+use tokio::sync::watch;
+
+use super::Shared;
+use crate::config::Config;
+
+/// Most rounds of fetching missing parents after one sync.
+const MAX_FETCH_ROUNDS: usize = 8;
+/// Most ids asked for in one fetch.
+const MAX_FETCH_IDS: usize = 10_000;
+
+/// Gossip counters for `/stats` and `/metrics`.
+#[derive(Default, Debug)]
+pub struct GossipStats {
+    /// Syncs we started that succeeded.
+    pub syncs_ok: AtomicU64,
+    /// Syncs we started that failed.
+    pub syncs_failed: AtomicU64,
+    /// Total time of successful syncs, microseconds.
+    pub sync_micros: AtomicU64,
+    /// Requests peers sent us.
+    pub requests_served: AtomicU64,
+    /// Events received whose decoding or signature failed.
+    pub events_rejected: AtomicU64,
+    /// Events received and inserted.
+    pub events_received: AtomicU64,
+}
+
+/// Binds the QUIC transport; only keys of the validator set may connect.
+pub fn bind(
+    config: &Config,
+    key: &SecretKey,
+    peers: &PeerSet,
+) -> anyhow::Result<(QuicTransport, Inbound)> {
+    let members = peers.clone();
+    let authorizer = Arc::new(move |k: &PublicKey| members.contains(k));
+    let transport_config = TransportConfig {
+        timeout: config.timeout,
+        max_pool: config.max_pool,
+        ..TransportConfig::default()
+    };
+    QuicTransport::bind(config.listen, key.clone(), authorizer, transport_config).with_context(
+        || {
+            format!(
+                "cannot listen for gossip on --listen {} (UDP; is another node using it?)",
+                config.listen
+            )
+        },
+    )
+}
+
+/// Decodes and verifies events off the async threads, in parallel.
+pub async fn verify_events(raw: Vec<Vec<u8>>, rejected: &AtomicU64) -> Vec<VerifiedEvent> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = raw.len().div_ceil(workers).max(16);
+    let mut jobs = Vec::new();
+    let mut raw = raw;
+    while !raw.is_empty() {
+        let rest = raw.split_off(chunk.min(raw.len()));
+        let part = std::mem::replace(&mut raw, rest);
+        jobs.push(tokio::task::spawn_blocking(move || {
+            let mut ok = Vec::with_capacity(part.len());
+            let mut bad = 0u64;
+            for bytes in part {
+                match Event::from_bytes(&bytes).and_then(Event::verify) {
+                    Ok(event) => ok.push(event),
+                    Err(e) => {
+                        bad += 1;
+                        tracing::debug!(error = %e, "undecodable or badly signed event");
+                    }
+                }
+            }
+            (ok, bad)
+        }));
+    }
+    let mut out = Vec::new();
+    for job in jobs {
+        if let Ok((ok, bad)) = job.await {
+            out.extend(ok);
+            if bad > 0 {
+                rejected.fetch_add(bad, Ordering::Relaxed);
+                tracing::warn!(
+                    count = bad,
+                    "peer sent events that fail decoding or signature checks"
+                );
+            }
+        }
+    }
+    out
+}
+
+fn peer_addr(peer: &Peer) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    peer.net_addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| {
+            format!(
+                "peer {} has an unusable NetAddr {:?}",
+                peer.moniker, peer.net_addr
+            )
+        })
+}
+
+/// The gossip loop: one sync per heartbeat with a random peer.
+pub async fn gossip_loop(
+    shared: Arc<Shared>,
+    transport: Arc<QuicTransport>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let others: Vec<Peer> = shared
+        .peers
+        .peers()
+        .iter()
+        .filter(|p| p.pub_key != shared.me)
+        .cloned()
+        .collect();
+    let mut rng = rand::rngs::SmallRng::from_entropy();
+    loop {
+        let busy = shared.core.busy().await.unwrap_or(false);
+        let wait = if busy {
+            shared.config.heartbeat
+        } else {
+            shared.config.slow_heartbeat
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(peer) = others.choose(&mut rng) else {
+            // A single validator orders its own events alone.
+            if shared.core.create_event(None).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let started = Instant::now();
+        match sync_with(&shared, &transport, peer).await {
+            Ok(()) => {
+                shared.gossip.syncs_ok.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .gossip
+                    .sync_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.gossip.syncs_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %peer.moniker, error = %format!("{e:#}"), "sync failed");
+            }
+        }
+    }
+}
+
+use rand::SeedableRng;
+
+/// One pull-push sync with `peer`.
+async fn sync_with(shared: &Shared, transport: &QuicTransport, peer: &Peer) -> anyhow::Result<()> {
+    let addr = peer_addr(peer)?;
+    let known = shared.core.known().await?;
+    let response = transport
+        .request(
+            peer.pub_key,
+            addr,
+            Request::Sync(SyncRequest {
+                known,
+                limit: shared.config.sync_limit,
+            }),
+        )
+        .await?;
+    let SyncResponse { events, known, .. } = match response {
+        Response::Sync(sync) => sync,
+        Response::Error(e) => bail!("peer refused the sync: {e}"),
+        other => bail!("unexpected answer to a sync: {other:?}"),
+    };
+    receive(shared, transport, peer, events).await?;
+    shared.core.create_event(Some(peer.pub_key)).await?;
+    let theirs_missing = shared
+        .core
+        .unknown(known, shared.config.sync_limit as usize)
+        .await?
+        .events;
+    if !theirs_missing.is_empty() {
+        match transport
+            .request(peer.pub_key, addr, Request::EagerSync(theirs_missing))
+            .await?
+        {
+            Response::EagerSync { .. } => {}
+            Response::Error(e) => bail!("peer refused our push: {e}"),
+            other => bail!("unexpected answer to a push: {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// Verifies and inserts events from `peer`, fetching missing parents from it.
+async fn receive(
+    shared: &Shared,
+    transport: &QuicTransport,
+    peer: &Peer,
+    events: Vec<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let verified = verify_events(events, &shared.gossip.events_rejected).await;
+    let mut summary = shared.core.insert(verified).await?;
+    shared
+        .gossip
+        .events_received
+        .fetch_add(summary.added as u64, Ordering::Relaxed);
+    let mut rounds = 0;
+    while !summary.missing.is_empty() && rounds < MAX_FETCH_ROUNDS {
+        rounds += 1;
+        let ids: Vec<Hash> = summary
+            .missing
+            .iter()
+            .take(MAX_FETCH_IDS)
+            .copied()
+            .collect();
+        let addr = peer_addr(peer)?;
+        let fetched = match transport
+            .request(peer.pub_key, addr, Request::FetchEvents(ids))
+            .await?
+        {
+            Response::Events(events) => events,
+            Response::Error(e) => bail!("peer refused a fetch: {e}"),
+            other => bail!("unexpected answer to a fetch: {other:?}"),
+        };
+        if fetched.is_empty() {
+            break;
+        }
+        let verified = verify_events(fetched, &shared.gossip.events_rejected).await;
+        summary = shared.core.insert(verified).await?;
+        shared
+            .gossip
+            .events_received
+            .fetch_add(summary.added as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Answers peers' requests.
+pub async fn serve_inbound(
+    shared: Arc<Shared>,
+    transport: Arc<QuicTransport>,
+    mut inbound: Inbound,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let request = tokio::select! {
+            r = inbound.recv() => match r { Some(r) => r, None => return },
+            _ = shutdown.changed() => return,
+        };
+        shared
+            .gossip
+            .requests_served
+            .fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::clone(&shared);
+        let transport = Arc::clone(&transport);
+        tokio::spawn(async move {
+            let from = request.from;
+            let answer = match &request.request {
+                Request::Sync(sync) => {
+                    let limit = sync.limit.min(shared.config.sync_limit) as usize;
+                    match shared.core.unknown(sync.known.clone(), limit).await {
+                        Ok(sync) => Response::Sync(sync),
+                        Err(e) => Response::Error(e.to_string()),
+                    }
+                }
+                Request::EagerSync(events) => {
+                    let count = events.len() as u32;
+                    let peer = shared.peers.peers().iter().find(|p| p.pub_key == from);
+                    match peer {
+                        Some(peer) => {
+                            match receive(&shared, &transport, peer, events.clone()).await {
+                                Ok(()) => Response::EagerSync { accepted: count },
+                                Err(e) => Response::Error(format!("{e:#}")),
+                            }
+                        }
+                        None => Response::Error("not a validator".into()),
+                    }
+                }
+                Request::FetchEvents(ids) => {
+                    let ids = ids.iter().take(MAX_FETCH_IDS).copied().collect();
+                    match shared.core.fetch(ids).await {
+                        Ok(events) => Response::Events(events),
+                        Err(e) => Response::Error(e.to_string()),
+                    }
+                }
+            };
+            request.respond(answer);
+        });
+    }
+}

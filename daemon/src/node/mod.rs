@@ -1,0 +1,216 @@
+//! The node runtime of `hearsay run`: the consensus task, gossip over QUIC, the socket proxy
+//! to the app and the HTTP service.
+//!
+//! Tasks: `core` owns the hashgraph and answers commands; `gossip` syncs with a random peer
+//! every heartbeat (pull, create an event, push); `inbound` answers peers' requests; `deliver`
+//! hands blocks to the app in order, retrying until it answers; the proxy and HTTP servers.
+//! Signatures of received events are checked in parallel on the blocking pool, never on the
+//! consensus task.
+
+pub mod convert;
+pub mod core;
+pub mod deliver;
+pub mod gossip;
+pub mod http;
+pub mod pool;
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use hashgraph::{Hashgraph, PeerSet, PublicKey};
+use tokio::sync::watch;
+
+use self::core::{Core, CoreHandle};
+use self::pool::TxPool;
+use crate::config::Config;
+use crate::datadir;
+
+/// The node states of INTERFACES.md, numbered as `State.OnStateChanged` sends them.
+pub use hearsay_proxy::NodeState;
+
+/// Pool bounds: transactions waiting for our next event.
+const POOL_MAX_COUNT: usize = 200_000;
+const POOL_MAX_BYTES: usize = 64 << 20;
+
+/// What the tasks share (read-only after start).
+pub struct Shared {
+    /// The resolved configuration.
+    pub config: Config,
+    /// Our key.
+    pub me: PublicKey,
+    /// Our moniker (peers.json's wins).
+    pub moniker: String,
+    /// The validator set of peers.json.
+    pub peers: PeerSet,
+    /// The validator set of round 0.
+    pub genesis: PeerSet,
+    /// The consensus task.
+    pub core: CoreHandle,
+    /// Transactions waiting.
+    pub pool: Arc<TxPool>,
+    /// The app side.
+    pub delivery: Arc<deliver::DeliveryStatus>,
+    /// Gossip counters.
+    pub gossip: Arc<gossip::GossipStats>,
+    /// The node state, as the core publishes it.
+    pub state: watch::Receiver<NodeState>,
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let key = datadir::read_key(&config.datadir)?;
+    let (peers, genesis) = datadir::read_peer_sets(&config.datadir)?;
+    let me = key.public_key();
+    let Some(own) = peers.peers().iter().find(|p| p.pub_key == me) else {
+        bail!(
+            "this node's key ({}) is not in {}: a node outside the validator set must join, \
+             which arrives with dynamic membership",
+            me.to_hex(),
+            config.datadir.join(datadir::PEERS).display()
+        );
+    };
+    if peers != genesis {
+        bail!(
+            "peers.json differs from the genesis peer set: a changed validator set needs the \
+             membership history, which arrives with dynamic membership"
+        );
+    }
+    if own.net_addr != config.advertise.to_string() {
+        tracing::warn!(
+            advertised = %config.advertise,
+            in_peers_json = %own.net_addr,
+            "peers.json gives this node another address than --advertise; peers dial the one in peers.json"
+        );
+    }
+    let moniker = if own.moniker.is_empty() {
+        config.moniker.clone()
+    } else {
+        own.moniker.clone()
+    };
+    tracing::info!(moniker = %moniker, id = me.peer_id(), validators = peers.len(), "starting");
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let transport = gossip::bind(&config, &key, &peers)?;
+    let proxy_listener = tokio::net::TcpListener::bind(config.proxy_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for apps on --proxy-listen {} (is another node using it?)",
+                config.proxy_listen
+            )
+        })?;
+    let http_listener = match config.service_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot serve HTTP on --service-listen {addr} (is another node using it?)")
+        })?),
+        None => None,
+    };
+
+    let initial = if config.maintenance_mode {
+        NodeState::Suspended
+    } else {
+        NodeState::Babbling
+    };
+    let (state_tx, state_rx) = watch::channel(initial);
+    let (deliver_tx, deliver_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pool = Arc::new(TxPool::new(
+        POOL_MAX_COUNT,
+        POOL_MAX_BYTES,
+        self::core::MAX_EVENT_PAYLOAD,
+    ));
+    let hg = Hashgraph::new(hashgraph::Config::default(), genesis.clone());
+    let core = Core::new(
+        hg,
+        key.clone(),
+        Arc::clone(&pool),
+        initial,
+        config.suspend_limit,
+        deliver_tx,
+        state_tx,
+    );
+    let (core_handle, core_task) = core.spawn();
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        me,
+        moniker,
+        peers: peers.clone(),
+        genesis,
+        core: core_handle.clone(),
+        pool: Arc::clone(&pool),
+        delivery: Arc::new(deliver::DeliveryStatus::default()),
+        gossip: Arc::new(gossip::GossipStats::default()),
+        state: state_rx,
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let (transport, inbound) = transport;
+    let transport = Arc::new(transport);
+    tasks.spawn(gossip::gossip_loop(
+        Arc::clone(&shared),
+        Arc::clone(&transport),
+        shutdown.clone(),
+    ));
+    tasks.spawn(gossip::serve_inbound(
+        Arc::clone(&shared),
+        Arc::clone(&transport),
+        inbound,
+        shutdown.clone(),
+    ));
+    tasks.spawn(deliver::deliver_loop(
+        Arc::clone(&shared),
+        deliver_rx,
+        shutdown.clone(),
+    ));
+    {
+        let pool = Arc::clone(&pool);
+        let submit: hearsay_proxy::SubmitFn =
+            Arc::new(move |tx: Vec<u8>| pool.submit(tx).map_err(|e| e.to_string()));
+        let mut shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = hearsay_proxy::serve_proxy(proxy_listener, submit) => {}
+                _ = shutdown.changed() => {}
+            }
+        });
+    }
+    if let Some(listener) = http_listener {
+        tasks.spawn(http::serve(Arc::clone(&shared), listener, shutdown.clone()));
+    }
+    tracing::info!(
+        gossip = %config.listen,
+        proxy = %config.proxy_listen,
+        app = %config.client_connect,
+        http = ?config.service_listen,
+        "node running"
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    let _ = core_handle.set_state(NodeState::Shutdown).await;
+    let _ = shutdown_tx.send(true);
+    transport.close().await;
+    // Tasks watch `shutdown`; give them a moment to finish what they are doing.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.abort_all();
+    }
+    drop(shared);
+    drop(core_handle);
+    let _ = core_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
