@@ -1,0 +1,317 @@
+//! Shared by the multi-process tests: a local network of real `hearsay run` processes made by
+//! `hearsay testnet`, with in-test apps recording every block they are given.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearsay_proxy::{AppHandler, Block, CommitResponse};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// One node of `testnet.json`.
+#[derive(Deserialize, Debug, Clone)]
+pub struct NodeInfo {
+    pub moniker: String,
+    pub datadir: PathBuf,
+    pub listen: SocketAddr,
+    pub proxy_listen: SocketAddr,
+    pub client_connect: SocketAddr,
+    pub service_listen: SocketAddr,
+    pub pubkey: String,
+}
+
+/// An app that records the blocks it is given, in order, with Babble's dummy state hash.
+#[derive(Default)]
+pub struct RecordingApp {
+    pub blocks: Mutex<Vec<Block>>,
+    state: Mutex<Vec<u8>>,
+}
+
+impl AppHandler for RecordingApp {
+    fn commit_block(&self, block: &Block) -> Result<CommitResponse, String> {
+        let mut state = self.state.lock().unwrap();
+        for tx in &block.body.transactions {
+            let mut h = Sha256::new();
+            h.update(&*state);
+            h.update(Sha256::digest(tx));
+            *state = h.finalize().to_vec();
+        }
+        self.blocks.lock().unwrap().push(block.clone());
+        Ok(CommitResponse::accept_all(state.clone(), block))
+    }
+    fn get_snapshot(&self, _index: u64) -> Result<Vec<u8>, String> {
+        Ok(self.state.lock().unwrap().clone())
+    }
+    fn restore(&self, snapshot: &[u8]) -> Result<Vec<u8>, String> {
+        *self.state.lock().unwrap() = snapshot.to_vec();
+        Ok(snapshot.to_vec())
+    }
+}
+
+impl RecordingApp {
+    /// (block index, transactions as text) of every block received.
+    pub fn summary(&self) -> Vec<(u64, Vec<String>)> {
+        self.blocks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b.body.index,
+                    b.body
+                        .transactions
+                        .iter()
+                        .map(|t| String::from_utf8_lossy(t).into_owned())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// All transactions received, in order.
+    pub fn transactions(&self) -> Vec<String> {
+        self.summary().into_iter().flat_map(|(_, t)| t).collect()
+    }
+}
+
+/// A running local network; nodes are stopped (by their pid) when it is dropped.
+pub struct Network {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeInfo>,
+    pub apps: Vec<Arc<RecordingApp>>,
+    app_tasks: Vec<tokio::task::JoinHandle<()>>,
+    children: Vec<Option<Child>>,
+}
+
+impl Network {
+    /// Writes a testnet of `n` nodes and starts an app for each; nodes are started separately.
+    pub async fn create(n: usize) -> Network {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_hearsay"))
+            .args(["testnet", "--nodes", &n.to_string(), "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nodes: Vec<NodeInfo> =
+            serde_json::from_slice(&std::fs::read(dir.path().join("testnet.json")).unwrap())
+                .unwrap();
+        let mut net = Network {
+            dir,
+            nodes,
+            apps: Vec::new(),
+            app_tasks: Vec::new(),
+            children: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            let app = Arc::new(RecordingApp::default());
+            net.apps.push(Arc::clone(&app));
+            let task = start_app(net.nodes[i].client_connect, app).await;
+            net.app_tasks.push(task);
+        }
+        net
+    }
+
+    /// Replaces node `i`'s app with a fresh one (as after an app restart).
+    pub async fn restart_app(&mut self, i: usize) {
+        self.app_tasks[i].abort();
+        let _ = (&mut self.app_tasks[i]).await;
+        let app = Arc::new(RecordingApp::default());
+        self.apps[i] = Arc::clone(&app);
+        self.app_tasks[i] = start_app(self.nodes[i].client_connect, app).await;
+    }
+
+    /// Starts node `i` as a separate process, logging to `<dir>/node<i>.log`.
+    pub fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hearsay"))
+            .args(["run", "--datadir"])
+            .arg(&self.nodes[i].datadir)
+            .args(["--log", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[i] = Some(child);
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// Stops node `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops node `i` with SIGTERM and returns its exit status.
+    pub fn terminate(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let mut child = self.children[i].take()?;
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}.log"))
+    }
+
+    /// The last lines of node `i`'s log.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// What every node and app looks like, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let stats = http_get(node.service_listen, "/stats")
+                .map(|(_, body)| body)
+                .unwrap_or_else(|e| format!("unreachable: {e}"));
+            out.push_str(&format!(
+                "{}: app has {} blocks / {} txs; stats {stats}\n  log tail:\n{}\n",
+                node.moniker,
+                self.apps[i].summary().len(),
+                self.apps[i].transactions().len(),
+                self.log_tail(i, 5)
+            ));
+        }
+        out
+    }
+
+    /// Waits until `done` holds, polling; panics with `describe()` at the deadline.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&Network) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n{}",
+                    self.describe()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for task in &self.app_tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn start_app(addr: SocketAddr, app: Arc<RecordingApp>) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(hearsay_proxy::serve_app(listener, app))
+}
+
+/// A raw JSON-RPC connection to a node's proxy port, as any app would open.
+pub struct RawProxy {
+    stream: BufReader<TcpStream>,
+}
+
+impl RawProxy {
+    pub fn connect(addr: SocketAddr) -> RawProxy {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(20)))
+                        .unwrap();
+                    return RawProxy {
+                        stream: BufReader::new(stream),
+                    };
+                }
+                Err(e) if Instant::now() > deadline => panic!("proxy {addr}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Sends raw bytes and reads one answer line.
+    pub fn call_raw(&mut self, bytes: &[u8]) -> std::io::Result<String> {
+        self.stream.get_mut().write_all(bytes)?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line)?;
+        Ok(line)
+    }
+
+    /// Submits a transaction, returning the answer as JSON.
+    pub fn submit(&mut self, id: u64, tx: &[u8]) -> serde_json::Value {
+        use base64::Engine;
+        let request = serde_json::json!({
+            "method": "Babble.SubmitTx",
+            "params": [base64::engine::general_purpose::STANDARD.encode(tx)],
+            "id": id
+        });
+        let line = self.call_raw(request.to_string().as_bytes()).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("answer {line:?}: {e}"))
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Chunked bodies: axum sends JSON with a content length, so the body is plain.
+    Ok((status, body))
+}

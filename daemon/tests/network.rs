@@ -1,0 +1,357 @@
+//! Four `hearsay run` processes on loopback, with real QUIC gossip, real TCP proxies and the
+//! test playing each node's app.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{http_get, Network, RawProxy};
+
+const TOTAL_TXS: usize = 2000;
+
+/// Submits `count` transactions named `prefix-<node>-<i>` through every node's proxy port,
+/// one raw JSON-RPC connection per node, many requests per connection.
+async fn submit_everywhere(net: &Network, prefix: &str, count: usize) -> Vec<String> {
+    let n = net.nodes.len();
+    let mut threads = Vec::new();
+    for (node, info) in net.nodes.iter().enumerate() {
+        let addr = info.proxy_listen;
+        let prefix = prefix.to_string();
+        let per_node = count / n + usize::from(node < count % n);
+        threads.push(std::thread::spawn(move || {
+            let mut proxy = RawProxy::connect(addr);
+            let mut sent = Vec::new();
+            for i in 0..per_node {
+                let tx = format!("{prefix}-{node}-{i}");
+                let answer = proxy.submit(i as u64, tx.as_bytes());
+                assert_eq!(
+                    answer,
+                    serde_json::json!({"id": i, "result": true, "error": null}),
+                    "node {node} refused {tx}"
+                );
+                sent.push(tx);
+            }
+            sent
+        }));
+    }
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(
+            tokio::task::spawn_blocking(move || t.join().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    all
+}
+
+fn has_all(txs: &[String], wanted: &HashSet<String>) -> bool {
+    let got: HashSet<&String> = txs.iter().collect();
+    wanted.iter().all(|t| got.contains(t))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_nodes_deliver_identical_blocks_with_every_transaction_once() {
+    let mut net = Network::create(4).await;
+    net.start_all();
+    let sent = submit_everywhere(&net, "tx", TOTAL_TXS).await;
+    assert_eq!(sent.len(), TOTAL_TXS);
+    let wanted: HashSet<String> = sent.iter().cloned().collect();
+    net.wait_for(
+        "every app to receive every transaction",
+        Duration::from_secs(120),
+        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &wanted)),
+    )
+    .await;
+
+    // Identical blocks in identical order, compared over the common prefix (a node may be a
+    // block ahead at this instant), and every transaction exactly once.
+    let summaries: Vec<_> = net.apps.iter().map(|a| a.summary()).collect();
+    let shortest = summaries.iter().map(Vec::len).min().unwrap();
+    for (i, s) in summaries.iter().enumerate() {
+        assert_eq!(
+            s[..shortest],
+            summaries[0][..shortest],
+            "app {i} differs from app 0"
+        );
+        let indices: Vec<u64> = s.iter().map(|(index, _)| *index).collect();
+        assert_eq!(
+            indices,
+            (0..s.len() as u64).collect::<Vec<_>>(),
+            "app {i}: gaps"
+        );
+    }
+    for (i, app) in net.apps.iter().enumerate() {
+        let txs = app.transactions();
+        let unique: HashSet<&String> = txs.iter().collect();
+        assert_eq!(
+            unique.len(),
+            txs.len(),
+            "app {i} received a transaction twice"
+        );
+        assert_eq!(
+            txs.len(),
+            TOTAL_TXS,
+            "app {i} received unknown transactions"
+        );
+    }
+
+    // What /blocks serves agrees with what the apps received.
+    for (i, node) in net.nodes.iter().enumerate() {
+        let received = net.apps[i].blocks.lock().unwrap().clone();
+        let mut start = 0;
+        while start < received.len() {
+            let (status, body) =
+                http_get(node.service_listen, &format!("/blocks/{start}?count=50")).unwrap();
+            assert_eq!(status, 200, "{body}");
+            let served: Vec<hearsay_proxy::Block> = serde_json::from_str(&body).unwrap();
+            assert!(!served.is_empty() && served.len() <= 50);
+            for block in &served {
+                let Some(app_block) = received.get(block.body.index as usize) else {
+                    break;
+                };
+                assert_eq!(block.body.transactions, app_block.body.transactions);
+                assert_eq!(block.body.round_received, app_block.body.round_received);
+                assert_eq!(block.body.prev_hash, app_block.body.prev_hash);
+            }
+            start += served.len();
+        }
+        let (status, stats) = http_get(node.service_listen, "/stats").unwrap();
+        assert_eq!(status, 200);
+        let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        for key in [
+            "consensus_events",
+            "id",
+            "last_block_index",
+            "last_consensus_round",
+            "last_peer_change",
+            "moniker",
+            "num_peers",
+            "state",
+            "transaction_pool",
+            "transactions",
+            "undetermined_events",
+        ] {
+            assert!(stats[key].is_string(), "/stats {key} is {}", stats[key]);
+        }
+        assert_eq!(stats["state"], "Babbling");
+        assert_eq!(stats["num_peers"], "4");
+        assert_eq!(stats["moniker"], node.moniker);
+    }
+    // A clean stop on SIGTERM.
+    for i in 0..4 {
+        let status = net.terminate(i).expect("was running");
+        assert!(status.success(), "node {i} exited with {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_node_does_not_stop_the_others_and_catches_up_on_restart() {
+    let mut net = Network::create(4).await;
+    net.start_all();
+    let first = submit_everywhere(&net, "before", 200).await;
+    let wanted: HashSet<String> = first.into_iter().collect();
+    net.wait_for(
+        "the first batch everywhere",
+        Duration::from_secs(60),
+        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &wanted)),
+    )
+    .await;
+
+    net.kill(3);
+    let mut during = Vec::new();
+    for (node, info) in net.nodes.iter().enumerate().take(3) {
+        let mut proxy = RawProxy::connect(info.proxy_listen);
+        for i in 0..100 {
+            let tx = format!("during-{node}-{i}");
+            assert_eq!(proxy.submit(i, tx.as_bytes())["result"], true);
+            during.push(tx);
+        }
+    }
+    let during: HashSet<String> = during.into_iter().collect();
+    net.wait_for(
+        "the three live nodes to commit without the fourth",
+        Duration::from_secs(60),
+        |net| {
+            net.apps[..3]
+                .iter()
+                .all(|a| has_all(&a.transactions(), &during))
+        },
+    )
+    .await;
+
+    // Restarted with an empty memory (the store comes later), node 3 syncs the whole history
+    // from its peers and delivers every block again, in the same order, to a fresh app.
+    net.restart_app(3).await;
+    net.start(3);
+    net.wait_for(
+        "the restarted node to catch up",
+        Duration::from_secs(90),
+        |net| {
+            let txs = net.apps[3].transactions();
+            has_all(&txs, &wanted) && has_all(&txs, &during)
+        },
+    )
+    .await;
+    let reference = net.apps[0].summary();
+    let caught_up = net.apps[3].summary();
+    let common = reference.len().min(caught_up.len());
+    assert_eq!(caught_up[..common], reference[..common]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
+    let mut net = Network::create(4).await;
+    // Three of four validators are a supermajority; node 3's key plays a peer that misbehaves.
+    for i in 0..3 {
+        net.start(i);
+    }
+    let node = net.nodes[0].clone();
+
+    // Proxy port: malformed, unknown method, bad params, non-base64, oversized.
+    let mut proxy = RawProxy::connect(node.proxy_listen);
+    let answer = proxy
+        .call_raw(br#"{"method":"Babble.SubmitTx","params":["%%%"],"id":1}"#)
+        .unwrap();
+    assert!(
+        answer.contains("\"id\":1") && answer.contains("base64"),
+        "{answer}"
+    );
+    let answer = proxy
+        .call_raw(br#"{"method":"Babble.Nope","params":[],"id":2}"#)
+        .unwrap();
+    assert!(
+        answer.contains("\"id\":2") && answer.contains("Babble.Nope"),
+        "{answer}"
+    );
+    let answer = proxy
+        .call_raw(br#"{"method":"Babble.SubmitTx","params":["YQ==","YQ=="],"id":3}"#)
+        .unwrap();
+    assert!(
+        answer.contains("\"id\":3") && answer.contains("\"error\":\""),
+        "{answer}"
+    );
+    let answer = proxy.call_raw(b"{\"method\": nonsense}").unwrap();
+    assert!(answer.contains("\"error\":\""), "{answer}");
+    let mut big = RawProxy::connect(node.proxy_listen);
+    let mut oversized = br#"{"method":"Babble.SubmitTx","params":[""#.to_vec();
+    oversized.extend(std::iter::repeat_n(b'A', 17 << 20));
+    oversized.extend(br#""],"id":4}"#);
+    let answer = big.call_raw(&oversized).unwrap_or_default();
+    assert!(
+        answer.is_empty() || answer.contains("\"error\":\""),
+        "{answer}"
+    );
+
+    // HTTP: bad and missing parameters.
+    for (path, status) in [
+        ("/block/abc", 400),
+        ("/block/99999", 404),
+        ("/blocks/0?count=0", 400),
+        ("/blocks/0?count=51", 400),
+        ("/blocks/-1", 400),
+        ("/validators/x", 400),
+        ("/nowhere", 404),
+    ] {
+        let (got, body) = http_get(node.service_listen, path).unwrap();
+        assert_eq!(got, status, "{path}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(json["error"].is_string(), "{path}: {body}");
+    }
+
+    // Gossip port: UDP garbage, an unknown key, and a validator sending badly signed events.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for size in [1, 100, 1200, 60_000] {
+        let _ = udp.send_to(&vec![0xAB; size], node.listen);
+    }
+    let stranger = hashgraph::SecretKey::from_seed(b"not a validator");
+    let (transport, _inbound) = hearsay_net::QuicTransport::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        stranger.clone(),
+        std::sync::Arc::new(|_: &hashgraph::PublicKey| true),
+        hearsay_net::TransportConfig::default(),
+    )
+    .unwrap();
+    let refused = transport
+        .request(
+            peer_key(&node.pubkey),
+            node.listen,
+            hearsay_net::Request::FetchEvents(vec![]),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(hearsay_net::NetError::Refused { .. })),
+        "{refused:?}"
+    );
+    transport.close().await;
+
+    let key3 = hashgraph::SecretKey::from_hex(
+        &std::fs::read_to_string(net.nodes[3].datadir.join("priv_key")).unwrap(),
+    )
+    .unwrap();
+    let (insider, _inbound) = hearsay_net::QuicTransport::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        key3.clone(),
+        std::sync::Arc::new(|_: &hashgraph::PublicKey| true),
+        hearsay_net::TransportConfig::default(),
+    )
+    .unwrap();
+    let good = hashgraph::EventBody {
+        creator: key3.public_key(),
+        index: 0,
+        self_parent: None,
+        other_parent: None,
+        timestamp: 1,
+        transactions: vec![b"forged".to_vec()],
+        internal_transactions: vec![],
+        block_signatures: vec![],
+    }
+    .sign(&key3);
+    let forged = hashgraph::Event::from_parts(good.body().clone(), hashgraph::Signature([7; 64]));
+    let answer = insider
+        .request(
+            peer_key(&node.pubkey),
+            node.listen,
+            hearsay_net::Request::EagerSync(vec![forged.to_bytes(), vec![1, 2, 3]]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !matches!(answer, hearsay_net::Response::Error(ref e) if e.contains("shutting down")),
+        "{answer:?}"
+    );
+    insider.close().await;
+    let (_, metrics) = http_get(node.service_listen, "/metrics").unwrap();
+    let rejected: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hearsay_events_rejected_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rejected >= 2.0, "rejected {rejected}\n{metrics}");
+
+    // After all that, the three nodes still order transactions.
+    let mut proxy = RawProxy::connect(node.proxy_listen);
+    assert_eq!(proxy.submit(9, b"still alive")["result"], true);
+    net.wait_for(
+        "a transaction after the bad input",
+        Duration::from_secs(60),
+        |net| {
+            net.apps[..3]
+                .iter()
+                .all(|a| a.transactions().iter().any(|t| t == "still alive"))
+        },
+    )
+    .await;
+    assert!(
+        net.apps
+            .iter()
+            .all(|a| !a.transactions().iter().any(|t| t == "forged")),
+        "a badly signed event was ordered"
+    );
+}
+
+fn peer_key(hex: &str) -> hashgraph::PublicKey {
+    hashgraph::PublicKey::from_hex(hex).unwrap()
+}
