@@ -88,7 +88,29 @@ struct FileConfig {
     slow_heartbeat: Option<String>,
     sync_limit: Option<u32>,
     suspend_limit: Option<usize>,
+    /// Babble keys found in the file that this version does not act on yet.
+    #[serde(skip)]
+    ignored: Vec<String>,
 }
+
+/// Babble config keys a Babble datadir may hold that Hearsay does not act on yet (storage,
+/// fast-sync and WebRTC arrive with later work). They are reported, not refused, so that a
+/// Babble datadir still starts.
+const NOT_YET_SUPPORTED: [&str; 13] = [
+    "store",
+    "db",
+    "bootstrap",
+    "cache-size",
+    "fast-sync",
+    "webrtc",
+    "signal-addr",
+    "signal-realm",
+    "signal-skip-verify",
+    "ice-addr",
+    "ice-username",
+    "ice-password",
+    "loadpeers",
+];
 
 /// The resolved configuration of a node.
 #[derive(Debug, Clone)]
@@ -127,6 +149,8 @@ pub struct Config {
     pub sync_limit: u32,
     /// Undetermined events per validator that suspend the node.
     pub suspend_limit: usize,
+    /// Config-file keys that were ignored, to warn about once logging is up.
+    pub ignored_keys: Vec<String>,
 }
 
 /// Names of the config files read from the datadir, in order of preference.
@@ -201,6 +225,7 @@ impl RunArgs {
             )?,
             sync_limit,
             suspend_limit: self.suspend_limit.or(file.suspend_limit).unwrap_or(100),
+            ignored_keys: file.ignored,
             datadir,
         })
     }
@@ -232,13 +257,23 @@ fn read_config_file(datadir: &Path) -> anyhow::Result<FileConfig> {
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        return toml::from_str(&text).map_err(|e| {
+        let bad = |e: toml::de::Error| {
             anyhow::anyhow!(
                 "{} is not a valid config file: {}",
                 path.display(),
                 e.to_string().trim_end()
             )
-        });
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(bad)?;
+        let mut ignored = Vec::new();
+        for key in NOT_YET_SUPPORTED {
+            if table.remove(key).is_some() {
+                ignored.push(format!("{}: `{key}`", path.display()));
+            }
+        }
+        let mut config: FileConfig = table.try_into().map_err(bad)?;
+        config.ignored = ignored;
+        return Ok(config);
     }
     Ok(FileConfig::default())
 }
@@ -355,7 +390,7 @@ mod tests {
     fn a_babble_toml_is_read() {
         let dir = datadir_with(
             "babble.toml",
-            "proxy-listen = \"127.0.0.1:9338\"\nno-service = true\n",
+            "proxy-listen = \"127.0.0.1:9338\"\nno-service = true\nstore = true\ncache-size = 500\n",
         );
         let c = RunArgs {
             datadir: Some(dir.path().to_path_buf()),
@@ -365,6 +400,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.proxy_listen, "127.0.0.1:9338".parse().unwrap());
         assert_eq!(c.service_listen, None);
+        // Babble keys not acted on yet are reported, not refused.
+        assert_eq!(c.ignored_keys.len(), 2, "{:?}", c.ignored_keys);
+        assert!(c.ignored_keys[0].ends_with("`store`"));
     }
 
     #[test]

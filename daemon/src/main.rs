@@ -74,6 +74,9 @@ fn run_node(args: config::RunArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    for key in &config.ignored_keys {
+        tracing::warn!("ignoring {key}: this version does not support it yet");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
