@@ -214,6 +214,16 @@ impl CoreHandle {
     }
 }
 
+/// Where the core sends what it produces.
+pub struct CoreOutputs {
+    /// New blocks, to the delivery task.
+    pub deliver: mpsc::UnboundedSender<Block>,
+    /// The node state.
+    pub state_changes: tokio::sync::watch::Sender<NodeState>,
+    /// Wakes the gossip loop when work arrives.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
 /// The core's state, owned by its task.
 pub struct Core {
     hg: Hashgraph,
@@ -234,20 +244,26 @@ pub struct Core {
     /// New blocks go to the delivery task.
     deliver: mpsc::UnboundedSender<Block>,
     state_changes: tokio::sync::watch::Sender<NodeState>,
+    /// Wakes the gossip loop from its idle period when work arrives.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Core {
-    /// A core for `hg`, delivering blocks on `deliver` and publishing its state on
-    /// `state_changes`.
+    /// A core for `hg` that signs with `key`, takes transactions from `pool` and sends what
+    /// it produces to `outputs`.
     pub fn new(
         hg: Hashgraph,
         key: SecretKey,
         pool: Arc<TxPool>,
         initial: NodeState,
         suspend_limit: usize,
-        deliver: mpsc::UnboundedSender<Block>,
-        state_changes: tokio::sync::watch::Sender<NodeState>,
+        outputs: CoreOutputs,
     ) -> Core {
+        let CoreOutputs {
+            deliver,
+            state_changes,
+            wake,
+        } = outputs;
         Core {
             hg,
             key,
@@ -263,6 +279,7 @@ impl Core {
             self_events: 0,
             deliver,
             state_changes,
+            wake,
         }
     }
 
@@ -421,6 +438,15 @@ impl Core {
     fn settle(&mut self) {
         self.hg.run_consensus();
         let ready = self.hg.take_ready();
+        let payload = ready.events.iter().any(|e| {
+            let body = e.body();
+            !body.transactions.is_empty()
+                || !body.internal_transactions.is_empty()
+                || !body.block_signatures.is_empty()
+        });
+        if payload {
+            self.wake.notify_one();
+        }
         for event in &ready.events {
             let creator = *event.creator();
             for sig in &event.body().block_signatures {

@@ -145,6 +145,7 @@ pub async fn gossip_loop(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = shared.wake.notified(), if !busy => {}
             _ = shutdown.changed() => return,
         }
         if *shutdown.borrow() {

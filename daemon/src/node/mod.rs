@@ -54,6 +54,9 @@ pub struct Shared {
     pub gossip: Arc<gossip::GossipStats>,
     /// The node state, as the core publishes it.
     pub state: watch::Receiver<NodeState>,
+    /// Notified when work arrives (a transaction, an event with a payload), so that an idle
+    /// gossip loop does not wait out its slow heartbeat.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// Runs a node until SIGINT or SIGTERM.
@@ -119,14 +122,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         self::core::MAX_EVENT_PAYLOAD,
     ));
     let hg = Hashgraph::new(hashgraph::Config::default(), genesis.clone());
+    let wake = Arc::new(tokio::sync::Notify::new());
     let core = Core::new(
         hg,
         key.clone(),
         Arc::clone(&pool),
         initial,
         config.suspend_limit,
-        deliver_tx,
-        state_tx,
+        self::core::CoreOutputs {
+            deliver: deliver_tx,
+            state_changes: state_tx,
+            wake: Arc::clone(&wake),
+        },
     );
     let (core_handle, core_task) = core.spawn();
     let shared = Arc::new(Shared {
@@ -140,6 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         delivery: Arc::new(deliver::DeliveryStatus::default()),
         gossip: Arc::new(gossip::GossipStats::default()),
         state: state_rx,
+        wake: Arc::clone(&wake),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -163,8 +171,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     {
         let pool = Arc::clone(&pool);
-        let submit: hearsay_proxy::SubmitFn =
-            Arc::new(move |tx: Vec<u8>| pool.submit(tx).map_err(|e| e.to_string()));
+        let wake = Arc::clone(&wake);
+        let submit: hearsay_proxy::SubmitFn = Arc::new(move |tx: Vec<u8>| {
+            pool.submit(tx).map_err(|e| e.to_string())?;
+            wake.notify_one();
+            Ok(())
+        });
         let mut shutdown = shutdown.clone();
         tasks.spawn(async move {
             tokio::select! {

@@ -87,6 +87,8 @@ pub struct Network {
     pub apps: Vec<Arc<RecordingApp>>,
     app_tasks: Vec<tokio::task::JoinHandle<()>>,
     children: Vec<Option<Child>>,
+    /// `--log` of the nodes (debug in tests; benchmarks use info).
+    pub log_level: String,
 }
 
 impl Network {
@@ -112,6 +114,7 @@ impl Network {
             apps: Vec::new(),
             app_tasks: Vec::new(),
             children: (0..n).map(|_| None).collect(),
+            log_level: "debug".into(),
         };
         for i in 0..n {
             let app = Arc::new(RecordingApp::default());
@@ -131,6 +134,16 @@ impl Network {
         self.app_tasks[i] = start_app(self.nodes[i].client_connect, app).await;
     }
 
+    /// Serves node `i`'s app with `app` instead of its recording app.
+    pub async fn replace_app<H: AppHandler>(&mut self, i: usize, app: Arc<H>) {
+        self.app_tasks[i].abort();
+        let _ = (&mut self.app_tasks[i]).await;
+        let listener = tokio::net::TcpListener::bind(self.nodes[i].client_connect)
+            .await
+            .unwrap();
+        self.app_tasks[i] = tokio::spawn(hearsay_proxy::serve_app(listener, app));
+    }
+
     /// Starts node `i` as a separate process, logging to `<dir>/node<i>.log`.
     pub fn start(&mut self, i: usize) {
         let log = std::fs::OpenOptions::new()
@@ -141,7 +154,7 @@ impl Network {
         let child = Command::new(env!("CARGO_BIN_EXE_hearsay"))
             .args(["run", "--datadir"])
             .arg(&self.nodes[i].datadir)
-            .args(["--log", "debug"])
+            .args(["--log", &self.log_level])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
