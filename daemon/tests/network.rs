@@ -355,3 +355,41 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
 fn peer_key(hex: &str) -> hashgraph::PublicKey {
     hashgraph::PublicKey::from_hex(hex).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_absent_app_delays_delivery_but_loses_and_skips_nothing() {
+    let mut net = Network::create(4).await;
+    net.stop_app(0).await;
+    net.start_all();
+    let sent = submit_everywhere(&net, "while-away", 300).await;
+    let wanted: HashSet<String> = sent.into_iter().collect();
+    net.wait_for("the other apps to commit", Duration::from_secs(60), |net| {
+        net.apps[1..]
+            .iter()
+            .all(|a| has_all(&a.transactions(), &wanted))
+    })
+    .await;
+    // The node says its app is behind.
+    let (_, stats) = http_get(net.nodes[0].service_listen, "/stats").unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["app_reachable"], "false", "{stats}");
+    assert_ne!(stats["blocks_waiting_for_app"], "0", "{stats}");
+
+    // The app comes up: it receives every block from the first, in order, exactly once.
+    net.restart_app(0).await;
+    net.wait_for("the late app to catch up", Duration::from_secs(60), |net| {
+        has_all(&net.apps[0].transactions(), &wanted)
+    })
+    .await;
+    let late = net.apps[0].summary();
+    let reference = net.apps[1].summary();
+    let common = late.len().min(reference.len());
+    assert_eq!(late[..common], reference[..common]);
+    assert_eq!(late[0].0, 0, "delivery starts at block 0");
+    let txs = net.apps[0].transactions();
+    assert_eq!(
+        txs.iter().collect::<HashSet<_>>().len(),
+        txs.len(),
+        "a block came twice"
+    );
+}

@@ -128,16 +128,28 @@ impl Network {
     /// Replaces node `i`'s app with a fresh one (as after an app restart).
     pub async fn restart_app(&mut self, i: usize) {
         self.app_tasks[i].abort();
-        let _ = (&mut self.app_tasks[i]).await;
+        if !self.app_tasks[i].is_finished() {
+            let _ = (&mut self.app_tasks[i]).await;
+        }
         let app = Arc::new(RecordingApp::default());
         self.apps[i] = Arc::clone(&app);
         self.app_tasks[i] = start_app(self.nodes[i].client_connect, app).await;
     }
 
+    /// Stops node `i`'s app (its port then refuses connections).
+    pub async fn stop_app(&mut self, i: usize) {
+        self.app_tasks[i].abort();
+        if !self.app_tasks[i].is_finished() {
+            let _ = (&mut self.app_tasks[i]).await;
+        }
+    }
+
     /// Serves node `i`'s app with `app` instead of its recording app.
     pub async fn replace_app<H: AppHandler>(&mut self, i: usize, app: Arc<H>) {
         self.app_tasks[i].abort();
-        let _ = (&mut self.app_tasks[i]).await;
+        if !self.app_tasks[i].is_finished() {
+            let _ = (&mut self.app_tasks[i]).await;
+        }
         let listener = tokio::net::TcpListener::bind(self.nodes[i].client_connect)
             .await
             .unwrap();
