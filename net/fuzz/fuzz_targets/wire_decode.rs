@@ -1,7 +1,7 @@
 //! Fuzzes the gossip frame decoder: no input may panic, and whatever decodes must re-encode to
 //! a frame that decodes to the same message.
 //!
-//! Run with `cargo +nightly fuzz run wire_decode` from `net/` (seeds: `corpus/wire_decode`).
+//! Run with `scripts/fuzz 60 wire_decode` from the repository root (seeds: `corpus/wire_decode`).
 
 #![no_main]
 
