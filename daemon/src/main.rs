@@ -4,12 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod config;
-mod dag;
-mod datadir;
-mod node;
-mod sim;
-mod testnet;
+use hearsay::{config, dag, datadir, node, sim, testnet};
 
 /// Hearsay: a hashgraph consensus daemon.
 #[derive(Parser)]

@@ -158,7 +158,6 @@ impl FreePorts {
 }
 
 /// Reads a `testnet.json`.
-#[cfg(test)]
 pub fn read_testnet(path: &Path) -> anyhow::Result<Vec<TestnetNode>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is malformed", path.display()))

@@ -10,7 +10,7 @@ use hearsay_proxy::AppClient;
 use hearsay_proxy::ClientConfig;
 use tokio::sync::{mpsc, watch};
 
-use super::{convert, NodeState, Shared};
+use super::{convert, App, NodeState, Shared};
 
 /// First wait after a failed delivery; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -34,16 +34,20 @@ pub struct DeliveryStatus {
 /// Delivers blocks from `blocks` to the app on `--client-connect`, and node-state changes.
 pub async fn deliver_loop(
     shared: Arc<Shared>,
+    target: App,
     mut blocks: mpsc::UnboundedReceiver<hashgraph::Block>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = AppClient::with_config(
-        shared.config.client_connect.to_string(),
-        ClientConfig {
-            timeout: Duration::from_secs(5),
-            ..ClientConfig::default()
-        },
-    );
+    let app = match target {
+        App::Remote => Target::Remote(AppClient::with_config(
+            shared.config.client_connect.to_string(),
+            ClientConfig {
+                timeout: Duration::from_secs(5),
+                ..ClientConfig::default()
+            },
+        )),
+        App::InProcess(handler) => Target::InProcess(handler),
+    };
     let status = &shared.delivery;
     let mut states = shared.state.clone();
     loop {
@@ -106,6 +110,47 @@ pub async fn deliver_loop(
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+            }
+        }
+    }
+}
+
+/// The app as the delivery loop calls it.
+enum Target {
+    Remote(AppClient),
+    InProcess(Arc<dyn hearsay_proxy::AppHandler>),
+}
+
+impl Target {
+    async fn commit_block(
+        &self,
+        block: &hearsay_proxy::Block,
+    ) -> Result<hearsay_proxy::CommitResponse, String> {
+        match self {
+            Target::Remote(client) => client.commit_block(block).await.map_err(|e| e.to_string()),
+            Target::InProcess(handler) => {
+                let handler = Arc::clone(handler);
+                let block = block.clone();
+                // The handler is the app's code: keep it off the async threads, and turn a
+                // panic into an error (the block is retried, never skipped).
+                tokio::task::spawn_blocking(move || handler.commit_block(&block))
+                    .await
+                    .map_err(|e| format!("the app's handler panicked: {e}"))?
+            }
+        }
+    }
+
+    async fn on_state_changed(&self, state: NodeState) -> Result<(), String> {
+        match self {
+            Target::Remote(client) => client
+                .on_state_changed(state)
+                .await
+                .map_err(|e| e.to_string()),
+            Target::InProcess(handler) => {
+                let handler = Arc::clone(handler);
+                tokio::task::spawn_blocking(move || handler.on_state_changed(state))
+                    .await
+                    .map_err(|e| format!("the app's handler panicked: {e}"))
             }
         }
     }

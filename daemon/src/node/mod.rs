@@ -59,8 +59,76 @@ pub struct Shared {
     pub wake: Arc<tokio::sync::Notify>,
 }
 
-/// Runs a node until SIGINT or SIGTERM.
+/// Where blocks go.
+#[derive(Clone)]
+pub enum App {
+    /// An app process reached over the socket proxy at `--client-connect`; apps submit on
+    /// `--proxy-listen`.
+    Remote,
+    /// An app in this process (Babble's InmemProxy): blocks go straight to the handler and
+    /// the app submits with [`RunningNode::submit_tx`]; no proxy port is opened.
+    InProcess(Arc<dyn hearsay_proxy::AppHandler>),
+}
+
+/// Runs a node with a remote app until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let node = start(config, App::Remote).await?;
+    wait_for_signal().await?;
+    node.shutdown().await;
+    Ok(())
+}
+
+/// A started node.
+pub struct RunningNode {
+    shared: Arc<Shared>,
+    core_task: tokio::task::JoinHandle<()>,
+    tasks: tokio::task::JoinSet<()>,
+    shutdown_tx: watch::Sender<bool>,
+    transport: Arc<hearsay_net::QuicTransport>,
+}
+
+impl RunningNode {
+    /// Submits a transaction, as `SubmitTx` does; refused when the pool is full.
+    pub fn submit_tx(&self, tx: Vec<u8>) -> Result<(), pool::PoolError> {
+        self.shared.pool.submit(tx)?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// The node's current state.
+    pub fn state(&self) -> NodeState {
+        *self.shared.state.borrow()
+    }
+
+    /// Stops gossip, delivery and the servers, and waits for the tasks to end.
+    pub async fn shutdown(self) {
+        let RunningNode {
+            shared,
+            core_task,
+            mut tasks,
+            shutdown_tx,
+            transport,
+        } = self;
+        tracing::info!("shutting down");
+        let _ = shared.core.set_state(NodeState::Shutdown).await;
+        let _ = shutdown_tx.send(true);
+        transport.close().await;
+        // Tasks watch `shutdown`; give them a moment to finish what they are doing.
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+        }
+        drop(shared);
+        let _ = core_task.await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts a node: binds its ports and spawns its tasks on the current runtime.
+pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     let key = datadir::read_key(&config.datadir)?;
     let (peers, genesis) = datadir::read_peer_sets(&config.datadir)?;
     let me = key.public_key();
@@ -94,14 +162,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     let transport = gossip::bind(&config, &key, &peers)?;
-    let proxy_listener = tokio::net::TcpListener::bind(config.proxy_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for apps on --proxy-listen {} (is another node using it?)",
-                config.proxy_listen
-            )
-        })?;
+    let proxy_listener = match app {
+        App::Remote => Some(
+            tokio::net::TcpListener::bind(config.proxy_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen for apps on --proxy-listen {} (is another node using it?)",
+                        config.proxy_listen
+                    )
+                })?,
+        ),
+        App::InProcess(_) => None,
+    };
     let http_listener = match config.service_listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot serve HTTP on --service-listen {addr} (is another node using it?)")
@@ -166,10 +239,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tasks.spawn(deliver::deliver_loop(
         Arc::clone(&shared),
+        app,
         deliver_rx,
         shutdown.clone(),
     ));
-    {
+    if let Some(proxy_listener) = proxy_listener {
         let pool = Arc::clone(&pool);
         let wake = Arc::clone(&wake);
         let submit: hearsay_proxy::SubmitFn = Arc::new(move |tx: Vec<u8>| {
@@ -196,24 +270,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "node running"
     );
 
-    wait_for_signal().await?;
-    tracing::info!("shutting down");
-    let _ = core_handle.set_state(NodeState::Shutdown).await;
-    let _ = shutdown_tx.send(true);
-    transport.close().await;
-    // Tasks watch `shutdown`; give them a moment to finish what they are doing.
-    let drained = tokio::time::timeout(std::time::Duration::from_secs(3), async {
-        while tasks.join_next().await.is_some() {}
+    Ok(RunningNode {
+        shared,
+        core_task,
+        tasks,
+        shutdown_tx,
+        transport,
     })
-    .await;
-    if drained.is_err() {
-        tasks.abort_all();
-    }
-    drop(shared);
-    drop(core_handle);
-    let _ = core_task.await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
