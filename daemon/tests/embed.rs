@@ -14,8 +14,8 @@ use hearsay::node::{self, App, NodeState};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_embedded_nodes_order_transactions_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = hearsay::testnet::write_testnet(dir.path(), 4, "127.0.0.1".parse().unwrap())
-        .unwrap();
+    let nodes =
+        hearsay::testnet::write_testnet(dir.path(), 4, "127.0.0.1".parse().unwrap()).unwrap();
     let apps: Vec<Arc<RecordingApp>> = (0..4).map(|_| Arc::new(RecordingApp::default())).collect();
     let mut running = Vec::new();
     for (info, app) in nodes.iter().zip(&apps) {
@@ -26,7 +26,11 @@ async fn four_embedded_nodes_order_transactions_identically() {
         }
         .resolve()
         .unwrap();
-        running.push(node::start(config, App::InProcess(app.clone())).await.unwrap());
+        running.push(
+            node::start(config, App::InProcess(app.clone()))
+                .await
+                .unwrap(),
+        );
     }
     // No proxy port is opened for an embedded node.
     assert!(std::net::TcpStream::connect(nodes[0].proxy_listen).is_err());
@@ -52,7 +56,9 @@ async fn four_embedded_nodes_order_transactions_identically() {
         assert!(
             Instant::now() < deadline,
             "timed out; apps hold {:?} transactions",
-            apps.iter().map(|a| a.transactions().len()).collect::<Vec<_>>()
+            apps.iter()
+                .map(|a| a.transactions().len())
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

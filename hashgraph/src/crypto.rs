@@ -229,6 +229,38 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// Parsed public keys by their encoding, shared by the threads that decode events. Bounded:
+/// past [`KeyCache::CAPACITY`] keys it parses without remembering. A pure cache: results are
+/// the same with or without it.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: std::sync::RwLock<std::collections::HashMap<Vec<u8>, PublicKey>>,
+}
+
+impl KeyCache {
+    /// Most keys remembered (validator sets are small; anything beyond is not a validator).
+    pub const CAPACITY: usize = 4096;
+
+    /// The parsed key for `bytes`, from the cache or parsed now.
+    pub fn get_or_parse(&self, bytes: &[u8]) -> Result<PublicKey, KeyError> {
+        let read = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = read.get(bytes) {
+            return Ok(*key);
+        }
+        drop(read);
+        let key = PublicKey::from_slice(bytes)?;
+        // Only the canonical 33-byte form is remembered, so the cache cannot hold two entries
+        // for one key.
+        if bytes.len() == 33 {
+            let mut write = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            if write.len() < Self::CAPACITY {
+                write.insert(bytes.to_vec(), key);
+            }
+        }
+        Ok(key)
+    }
+}
+
 // Serde: raw bytes in binary formats (the canonical encoding), hex in human-readable ones (JSON).
 
 fn serialize_bytes<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

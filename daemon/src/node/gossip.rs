@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use hashgraph::{Event, Hash, Peer, PeerSet, PublicKey, SecretKey, VerifiedEvent};
+use hashgraph::{Event, Hash, KeyCache, Peer, PeerSet, PublicKey, SecretKey, VerifiedEvent};
 use hearsay_net::wire::{Request, Response, SyncRequest, SyncResponse};
 use hearsay_net::{Inbound, QuicTransport, TransportConfig};
 use rand::seq::SliceRandom;
@@ -66,7 +66,11 @@ pub fn bind(
 }
 
 /// Decodes and verifies events off the async threads, in parallel.
-pub async fn verify_events(raw: Vec<Vec<u8>>, rejected: &AtomicU64) -> Vec<VerifiedEvent> {
+pub async fn verify_events(
+    raw: Vec<Vec<u8>>,
+    keys: &Arc<KeyCache>,
+    rejected: &AtomicU64,
+) -> Vec<VerifiedEvent> {
     if raw.is_empty() {
         return Vec::new();
     }
@@ -77,11 +81,12 @@ pub async fn verify_events(raw: Vec<Vec<u8>>, rejected: &AtomicU64) -> Vec<Verif
     while !raw.is_empty() {
         let rest = raw.split_off(chunk.min(raw.len()));
         let part = std::mem::replace(&mut raw, rest);
+        let keys = Arc::clone(keys);
         jobs.push(tokio::task::spawn_blocking(move || {
             let mut ok = Vec::with_capacity(part.len());
             let mut bad = 0u64;
             for bytes in part {
-                match Event::from_bytes(&bytes).and_then(Event::verify) {
+                match Event::from_bytes_cached(&bytes, &keys).and_then(Event::verify) {
                     Ok(event) => ok.push(event),
                     Err(e) => {
                         bad += 1;
@@ -223,7 +228,7 @@ async fn receive(
     peer: &Peer,
     events: Vec<Vec<u8>>,
 ) -> anyhow::Result<()> {
-    let verified = verify_events(events, &shared.gossip.events_rejected).await;
+    let verified = verify_events(events, &shared.keys, &shared.gossip.events_rejected).await;
     let mut summary = shared.core.insert(verified).await?;
     shared
         .gossip
@@ -250,7 +255,7 @@ async fn receive(
         if fetched.is_empty() {
             break;
         }
-        let verified = verify_events(fetched, &shared.gossip.events_rejected).await;
+        let verified = verify_events(fetched, &shared.keys, &shared.gossip.events_rejected).await;
         summary = shared.core.insert(verified).await?;
         shared
             .gossip

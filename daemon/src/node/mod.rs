@@ -57,6 +57,8 @@ pub struct Shared {
     /// Notified when work arrives (a transaction, an event with a payload), so that an idle
     /// gossip loop does not wait out its slow heartbeat.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Parsed public keys, shared by the signature-checking threads.
+    pub keys: Arc<hashgraph::KeyCache>,
 }
 
 /// Where blocks go.
@@ -221,6 +223,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         gossip: Arc::new(gossip::GossipStats::default()),
         state: state_rx,
         wake: Arc::clone(&wake),
+        keys: Arc::new(hashgraph::KeyCache::default()),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
