@@ -139,6 +139,27 @@ async fn four_nodes_deliver_identical_blocks_with_every_transaction_once() {
         assert_eq!(stats["num_peers"], "4");
         assert_eq!(stats["moniker"], node.moniker);
     }
+    // /graph: the recent DAG of every creator, with consensus facts.
+    let (status, graph) = http_get(net.nodes[0].service_listen, "/graph").unwrap();
+    assert_eq!(status, 200);
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    let creators = graph["ParticipantEvents"].as_object().unwrap();
+    assert_eq!(creators.len(), 4);
+    let events: Vec<&serde_json::Value> = creators
+        .values()
+        .flat_map(|c| c.as_object().unwrap().values())
+        .collect();
+    assert!(
+        events.len() > 4 && events.len() <= 2000,
+        "{} events",
+        events.len()
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["Round"].is_u64() && e["Witness"].is_boolean()));
+    assert!(events.iter().any(|e| e["Famous"] == true));
+    assert!(!graph["Rounds"].as_array().unwrap().is_empty());
+
     // A clean stop on SIGTERM.
     for i in 0..4 {
         let status = net.terminate(i).expect("was running");
@@ -392,4 +413,41 @@ async fn an_absent_app_delays_delivery_but_loses_and_skips_nothing() {
         txs.len(),
         "a block came twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn maintenance_mode_and_suspension_without_quorum() {
+    let mut net = Network::create(4).await;
+    // Node 0 starts suspended: it serves but creates no events.
+    net.start_with(0, &["--maintenance-mode"]);
+    net.wait_for("node 0 to serve /stats", Duration::from_secs(20), |net| {
+        net.stats(0)["state"] == "Suspended"
+    })
+    .await;
+    let mut proxy = RawProxy::connect(net.nodes[0].proxy_listen);
+    assert_eq!(proxy.submit(1, b"kept in the pool")["result"], true);
+
+    // Nodes 1 and 2 alone (2 of 4: no supermajority) cannot decide anything; past
+    // --suspend-limit × 4 undetermined events they suspend themselves.
+    net.start_with(1, &["--suspend-limit", "2"]);
+    net.start_with(2, &["--suspend-limit", "2"]);
+    let mut proxy = RawProxy::connect(net.nodes[1].proxy_listen);
+    assert_eq!(proxy.submit(1, b"no quorum")["result"], true);
+    net.wait_for("nodes 1 and 2 to suspend", Duration::from_secs(60), |net| {
+        net.stats(1)["state"] == "Suspended" && net.stats(2)["state"] == "Suspended"
+    })
+    .await;
+    let stats = net.stats(1);
+    let undetermined: u64 = stats["undetermined_events"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(undetermined > 8, "{stats}");
+    assert_eq!(stats["last_block_index"], "-1", "{stats}");
+    // The node in maintenance mode created nothing, and still holds its transaction.
+    let stats0 = net.stats(0);
+    assert_eq!(stats0["self_events"], "0", "{stats0}");
+    assert_eq!(stats0["transaction_pool"], "1", "{stats0}");
+    assert!(net.apps.iter().all(|a| a.summary().is_empty()));
 }

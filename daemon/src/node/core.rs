@@ -54,6 +54,20 @@ pub struct CoreStatus {
     pub self_events: u64,
 }
 
+/// A round and its witnesses with their fame (`None` while undecided).
+pub type RoundWitnesses = (u64, Vec<(Hash, Option<bool>)>);
+
+/// The recent part of the DAG, for `/graph`.
+#[derive(Debug, Default)]
+pub struct GraphSnapshot {
+    /// Recent events with their consensus facts, in topological order.
+    pub events: Vec<hashgraph::EventInfo>,
+    /// Recent rounds.
+    pub rounds: Vec<RoundWitnesses>,
+    /// The last blocks.
+    pub blocks: Vec<Block>,
+}
+
 /// Commands to the core.
 pub enum Command {
     /// Our known map (creator → events held), for a sync request.
@@ -103,6 +117,13 @@ pub enum Command {
     },
     /// The validator-set history.
     History(oneshot::Sender<Vec<(u64, PeerSet)>>),
+    /// The recent DAG, for visualisers.
+    Graph {
+        /// Most events.
+        limit: usize,
+        /// Answer.
+        reply: oneshot::Sender<GraphSnapshot>,
+    },
     /// Change the node state (suspend, resume, shut down).
     SetState(NodeState),
 }
@@ -198,6 +219,11 @@ impl CoreHandle {
             reply,
         })
         .await
+    }
+
+    /// The recent DAG, at most `limit` events.
+    pub async fn graph(&self, limit: usize) -> Result<GraphSnapshot, CoreGone> {
+        self.ask(|reply| Command::Graph { limit, reply }).await
     }
 
     /// Validator sets by first round.
@@ -352,6 +378,9 @@ impl Core {
             }
             Command::History(reply) => {
                 let _ = reply.send(self.hg.peer_set_history());
+            }
+            Command::Graph { limit, reply } => {
+                let _ = reply.send(self.graph(limit));
             }
             Command::SetState(state) => self.set_state(state),
         }
@@ -519,6 +548,39 @@ impl Core {
         self.blocks_committed = self.blocks_committed.max(index + 1);
         self.our_signatures
             .push(BlockSignature { index, signature });
+    }
+
+    fn graph(&self, limit: usize) -> GraphSnapshot {
+        let known = self.hg.known();
+        let per_creator = (limit / known.len().max(1)) as u64;
+        let from: Vec<(PublicKey, u64)> = known
+            .iter()
+            .map(|(k, n)| (*k, n.saturating_sub(per_creator)))
+            .collect();
+        let events = self
+            .hg
+            .events_unknown_to(&from, limit)
+            .iter()
+            .filter_map(|e| self.hg.event_info(&e.id()))
+            .collect();
+        let last = self.hg.stats().last_round.unwrap_or(0);
+        let rounds = (last.saturating_sub(10)..=last)
+            .map(|r| {
+                let witnesses = self
+                    .hg
+                    .witnesses(r)
+                    .into_iter()
+                    .map(|w| (w, self.hg.event_info(&w).and_then(|i| i.famous)))
+                    .collect();
+                (r, witnesses)
+            })
+            .collect();
+        let blocks = self.blocks[self.blocks.len().saturating_sub(10)..].to_vec();
+        GraphSnapshot {
+            events,
+            rounds,
+            blocks,
+        }
     }
 
     fn status(&self) -> CoreStatus {

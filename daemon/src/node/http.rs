@@ -49,13 +49,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/history", get(history))
         .route("/block/{index}", get(block))
         .route("/blocks/{start}", get(blocks))
+        .route("/graph", get(graph))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .fallback(|| async {
             HttpError(
                 StatusCode::NOT_FOUND,
                 "no such route; see /stats, /peers, /genesispeers, /validators/{round}, \
-                 /history, /block/{index}, /blocks/{start}?count=N, /metrics, /health"
+                 /history, /block/{index}, /blocks/{start}?count=N, /graph, /metrics, /health"
                     .into(),
             )
         })
@@ -267,6 +268,73 @@ async fn blocks(
         ));
     }
     Ok(Json(found.iter().map(convert::block_json).collect::<Vec<_>>()).into_response())
+}
+
+/// Most events `/graph` returns.
+pub const GRAPH_EVENTS: usize = 2000;
+
+/// The recent DAG for visualisers, in Babble's layout (`ParticipantEvents` by creator, then
+/// by event id; `Rounds`; `Blocks`), each event with its consensus facts.
+async fn graph(State(s): State<Shared_>) -> Result<Response, HttpError> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let snapshot = s.core.graph(GRAPH_EVENTS).await.map_err(|_| gone())?;
+    let mut participants: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = s
+        .peers
+        .peers()
+        .iter()
+        .map(|p| (p.pub_key.to_hex(), serde_json::Map::new()))
+        .collect();
+    for info in &snapshot.events {
+        let body = info.event.body();
+        let hex_or_empty = |h: Option<hashgraph::Hash>| h.map(|h| h.to_hex()).unwrap_or_default();
+        let event = serde_json::json!({
+            "Body": {
+                "Transactions": body.transactions.iter().map(|t| b64.encode(t)).collect::<Vec<_>>(),
+                "InternalTransactions": body.internal_transactions.len(),
+                "Parents": [hex_or_empty(body.self_parent), hex_or_empty(body.other_parent)],
+                "Creator": body.creator.to_hex(),
+                "Index": body.index,
+                "Timestamp": body.timestamp,
+                "BlockSignatures": body.block_signatures.iter().map(|b| b.index).collect::<Vec<_>>(),
+            },
+            "Signature": hex::encode(info.event.signature().0),
+            "Round": info.round,
+            "Witness": info.witness,
+            "Famous": info.famous,
+            "RoundReceived": info.round_received,
+            "ConsensusTimestamp": info.consensus_timestamp,
+            "LamportTimestamp": info.lamport,
+        });
+        participants
+            .entry(body.creator.to_hex())
+            .or_default()
+            .insert(info.event.id().to_hex(), event);
+    }
+    let rounds: Vec<serde_json::Value> = snapshot
+        .rounds
+        .iter()
+        .map(|(round, witnesses)| {
+            let created: serde_json::Map<String, serde_json::Value> = witnesses
+                .iter()
+                .map(|(id, famous)| {
+                    (
+                        id.to_hex(),
+                        serde_json::json!({"Witness": true, "Famous": famous}),
+                    )
+                })
+                .collect();
+            serde_json::json!({"Round": round, "CreatedEvents": created})
+        })
+        .collect();
+    let blocks: Vec<hearsay_proxy::Block> =
+        snapshot.blocks.iter().map(convert::block_json).collect();
+    Ok(Json(serde_json::json!({
+        "ParticipantEvents": participants,
+        "Rounds": rounds,
+        "Blocks": blocks,
+    }))
+    .into_response())
 }
 
 async fn metrics(State(s): State<Shared_>) -> Result<Response, HttpError> {

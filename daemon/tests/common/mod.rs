@@ -158,6 +158,11 @@ impl Network {
 
     /// Starts node `i` as a separate process, logging to `<dir>/node<i>.log`.
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// Starts node `i` with extra `hearsay run` flags.
+    pub fn start_with(&mut self, i: usize, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -167,6 +172,7 @@ impl Network {
             .args(["run", "--datadir"])
             .arg(&self.nodes[i].datadir)
             .args(["--log", &self.log_level])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -234,6 +240,12 @@ impl Network {
             ));
         }
         out
+    }
+
+    /// Node `i`'s `/stats`.
+    pub fn stats(&self, i: usize) -> serde_json::Value {
+        let (_, body) = http_get(self.nodes[i].service_listen, "/stats").unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
     }
 
     /// Waits until `done` holds, polling; panics with `describe()` at the deadline.
