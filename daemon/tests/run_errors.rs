@@ -79,6 +79,54 @@ fn a_port_in_use_is_named() {
         err.contains("--proxy-listen") && err.contains(&addr),
         "{err}"
     );
+    // The environment beats the datadir's hearsay.toml, and a flag beats the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_hearsay"))
+        .args(["run", "--datadir", node.to_str().unwrap()])
+        .env("HEARSAY_PROXY_LISTEN", &addr)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains(&addr), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_hearsay"))
+        .args([
+            "run",
+            "--datadir",
+            node.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:9",
+        ])
+        .env("HEARSAY_LISTEN", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not advertisable"),
+        "the flag did not win: {err}"
+    );
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearsay"))
+        .arg("version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("hearsay {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(head) = head {
+        assert!(text.contains(&head), "{text} does not name {head}");
+    }
 }
 
 #[test]
