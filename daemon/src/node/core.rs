@@ -319,6 +319,11 @@ impl Core {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(command) = rx.recv().await {
             self.handle(command);
+            // Once shut down, the core answers nothing more: tasks still holding a handle (a
+            // request in flight) get `CoreGone` at once instead of keeping the process up.
+            if self.state == NodeState::Shutdown {
+                break;
+            }
         }
     }
 

@@ -229,22 +229,26 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     let mut tasks = tokio::task::JoinSet::new();
     let (transport, inbound) = transport;
     let transport = Arc::new(transport);
-    tasks.spawn(gossip::gossip_loop(
-        Arc::clone(&shared),
-        Arc::clone(&transport),
-        shutdown.clone(),
+    tasks.spawn(named(
+        "gossip",
+        gossip::gossip_loop(
+            Arc::clone(&shared),
+            Arc::clone(&transport),
+            shutdown.clone(),
+        ),
     ));
-    tasks.spawn(gossip::serve_inbound(
-        Arc::clone(&shared),
-        Arc::clone(&transport),
-        inbound,
-        shutdown.clone(),
+    tasks.spawn(named(
+        "inbound",
+        gossip::serve_inbound(
+            Arc::clone(&shared),
+            Arc::clone(&transport),
+            inbound,
+            shutdown.clone(),
+        ),
     ));
-    tasks.spawn(deliver::deliver_loop(
-        Arc::clone(&shared),
-        app,
-        deliver_rx,
-        shutdown.clone(),
+    tasks.spawn(named(
+        "deliver",
+        deliver::deliver_loop(Arc::clone(&shared), app, deliver_rx, shutdown.clone()),
     ));
     if let Some(proxy_listener) = proxy_listener {
         let pool = Arc::clone(&pool);
@@ -255,15 +259,18 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             Ok(())
         });
         let mut shutdown = shutdown.clone();
-        tasks.spawn(async move {
+        tasks.spawn(named("proxy", async move {
             tokio::select! {
                 _ = hearsay_proxy::serve_proxy(proxy_listener, submit) => {}
                 _ = shutdown.changed() => {}
             }
-        });
+        }));
     }
     if let Some(listener) = http_listener {
-        tasks.spawn(http::serve(Arc::clone(&shared), listener, shutdown.clone()));
+        tasks.spawn(named(
+            "http",
+            http::serve(Arc::clone(&shared), listener, shutdown.clone()),
+        ));
     }
     tracing::info!(
         gossip = %config.listen,
@@ -280,6 +287,12 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         shutdown_tx,
         transport,
     })
+}
+
+/// Runs a task and logs its end, so that a slow shutdown names the task that held it up.
+async fn named(name: &'static str, task: impl std::future::Future<Output = ()>) {
+    task.await;
+    tracing::debug!(task = name, "task ended");
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -53,6 +53,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
+/// How long [`QuicTransport::close`] waits for peers to acknowledge the close.
+const CLOSE_GRACE: Duration = Duration::from_millis(300);
+
 /// Application error codes used when closing a connection or resetting a stream.
 pub mod codes {
     /// Connection closed normally (shutdown, peer forgotten, address changed).
@@ -304,11 +307,14 @@ impl QuicTransport {
         }
     }
 
-    /// Closes every connection and the endpoint, and waits until the peers were told.
+    /// Closes every connection and the endpoint, and waits (at most [`CLOSE_GRACE`]) for the
+    /// peers to acknowledge.
     /// Pending and later requests fail; [`Inbound::recv`] returns `None` once drained.
     pub async fn close(&self) {
         self.inner.endpoint.close(codes::NORMAL.into(), b"shutdown");
-        self.inner.endpoint.wait_idle().await;
+        // Peers that are up acknowledge the close at once; a peer that is down never does,
+        // and waiting for its timeout would hold a shutdown for seconds.
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.inner.endpoint.wait_idle()).await;
     }
 
     fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<PublicKey, Arc<PeerSlot>>> {
