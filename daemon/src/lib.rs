@@ -8,4 +8,5 @@ pub mod dag;
 pub mod datadir;
 pub mod node;
 pub mod sim;
+pub mod store;
 pub mod testnet;

@@ -1,0 +1,143 @@
+//! A store in memory, for logic tests: the same behaviour as RocksDB, nothing durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use hashgraph::{Block, Event, Frame, Hash, PeerSet};
+
+use super::{Store, StoreError};
+
+/// [`Store`] in memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    events: HashMap<Hash, Event>,
+    order: Vec<Hash>,
+    own: BTreeMap<u64, Hash>,
+    blocks: BTreeMap<u64, Block>,
+    frames: BTreeMap<u64, Frame>,
+    peer_sets: BTreeMap<u64, PeerSet>,
+    acknowledged: Option<u64>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every update is a single insertion: a poisoned lock leaves nothing half-done.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn add(&mut self, event: &Event) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.events.entry(event.id()) {
+            slot.insert(event.clone());
+            self.order.push(event.id());
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for e in events {
+            inner.add(e);
+        }
+        Ok(())
+    }
+
+    fn put_self_event(&self, event: &Event) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.add(event);
+        inner.own.insert(event.index(), event.id());
+        Ok(())
+    }
+
+    fn event(&self, id: &Hash) -> Result<Option<Event>, StoreError> {
+        Ok(self.lock().events.get(id).cloned())
+    }
+
+    fn self_head(&self) -> Result<Option<(u64, Hash)>, StoreError> {
+        Ok(self.lock().own.iter().next_back().map(|(i, h)| (*i, *h)))
+    }
+
+    fn self_event(&self, index: u64) -> Result<Option<Event>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .own
+            .get(&index)
+            .and_then(|id| inner.events.get(id))
+            .cloned())
+    }
+
+    fn events_from(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .order
+            .iter()
+            .skip(usize::try_from(from).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|id| inner.events[id].clone())
+            .collect())
+    }
+
+    fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().order.len() as u64)
+    }
+
+    fn put_block(&self, block: &Block) -> Result<(), StoreError> {
+        self.lock().blocks.insert(block.body.index, block.clone());
+        Ok(())
+    }
+
+    fn block(&self, index: u64) -> Result<Option<Block>, StoreError> {
+        Ok(self.lock().blocks.get(&index).cloned())
+    }
+
+    fn last_block_index(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().blocks.keys().next_back().copied())
+    }
+
+    fn put_frame(&self, block_index: u64, frame: &Frame) -> Result<(), StoreError> {
+        self.lock().frames.insert(block_index, frame.clone());
+        Ok(())
+    }
+
+    fn frame(&self, block_index: u64) -> Result<Option<Frame>, StoreError> {
+        Ok(self.lock().frames.get(&block_index).cloned())
+    }
+
+    fn put_peer_set(&self, round: u64, set: &PeerSet) -> Result<(), StoreError> {
+        self.lock().peer_sets.insert(round, set.clone());
+        Ok(())
+    }
+
+    fn peer_sets(&self) -> Result<Vec<(u64, PeerSet)>, StoreError> {
+        Ok(self
+            .lock()
+            .peer_sets
+            .iter()
+            .map(|(r, s)| (*r, s.clone()))
+            .collect())
+    }
+
+    fn set_app_acknowledged(&self, index: u64) -> Result<(), StoreError> {
+        self.lock().acknowledged = Some(index);
+        Ok(())
+    }
+
+    fn app_acknowledged(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().acknowledged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passes_the_store_suite() {
+        super::super::suite::run(&super::MemoryStore::default());
+    }
+}

@@ -1,0 +1,226 @@
+//! Persistence: what a node must not forget across a crash. One trait, two stores: RocksDB
+//! for nodes ([`rocks::RocksStore`]) and memory for logic tests ([`memory::MemoryStore`]);
+//! the same test suite runs against both.
+//!
+//! Stored: every accepted event (by id, and in acceptance order so a peer asking for old
+//! history can be served); the node's own events by index, written durably *before* they are
+//! gossiped, so a crash can never make it sign two events at one index; blocks with their
+//! signatures; frames; the validator-set history; the last block the app acknowledged.
+
+pub mod memory;
+pub mod rocks;
+
+use hashgraph::{Block, Event, Frame, Hash, PeerSet};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the database.
+    #[error(
+        "the database at {path} is locked by another process: is another `hearsay run` using \
+         this datadir? Stop it, or give this node its own --datadir"
+    )]
+    Locked {
+        /// The database folder.
+        path: String,
+    },
+    /// The database is damaged.
+    #[error(
+        "the database at {path} is corrupt ({detail}): move the folder away and restart; the \
+         node then syncs its history from its peers"
+    )]
+    Corrupt {
+        /// The database folder.
+        path: String,
+        /// What the database library said.
+        detail: String,
+    },
+    /// Written by an incompatible version.
+    #[error(
+        "the database at {path} has format {found}, this hearsay reads format {expected}: use \
+         the hearsay version that wrote it, or move the folder away to start afresh"
+    )]
+    Incompatible {
+        /// The database folder.
+        path: String,
+        /// Its format.
+        found: u32,
+        /// Ours.
+        expected: u32,
+    },
+    /// The disk is full.
+    #[error("the disk holding {path} is full: free space, then restart")]
+    DiskFull {
+        /// The database folder.
+        path: String,
+    },
+    /// Any other I/O failure.
+    #[error("database error at {path}: {detail}")]
+    Io {
+        /// The database folder.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A stored value does not decode.
+    #[error("a stored {what} does not decode: {detail}")]
+    Decode {
+        /// What kind of value.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// The storage the node uses. Implementations are thread-safe; every write is atomic.
+pub trait Store: Send + Sync {
+    /// Records accepted events (any order of creators, each after its parents).
+    fn put_events(&self, events: &[Event]) -> Result<(), StoreError>;
+    /// Records one of our own events durably (synced to disk) before it leaves the process.
+    fn put_self_event(&self, event: &Event) -> Result<(), StoreError>;
+    /// An event by id.
+    fn event(&self, id: &Hash) -> Result<Option<Event>, StoreError>;
+    /// Our own latest event: its index and id.
+    fn self_head(&self) -> Result<Option<(u64, Hash)>, StoreError>;
+    /// Our own event at `index`.
+    fn self_event(&self, index: u64) -> Result<Option<Event>, StoreError>;
+    /// Events in acceptance order from position `from`, at most `limit`.
+    fn events_from(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// Number of events stored.
+    fn event_count(&self) -> Result<u64, StoreError>;
+    /// Records a block (again, when its signatures or state hash change).
+    fn put_block(&self, block: &Block) -> Result<(), StoreError>;
+    /// A block by index.
+    fn block(&self, index: u64) -> Result<Option<Block>, StoreError>;
+    /// The highest block index stored.
+    fn last_block_index(&self) -> Result<Option<u64>, StoreError>;
+    /// Records the frame of a block.
+    fn put_frame(&self, block_index: u64, frame: &Frame) -> Result<(), StoreError>;
+    /// The frame of a block.
+    fn frame(&self, block_index: u64) -> Result<Option<Frame>, StoreError>;
+    /// Records the validator set in force from `round`.
+    fn put_peer_set(&self, round: u64, set: &PeerSet) -> Result<(), StoreError>;
+    /// Every validator set by first round, ascending.
+    fn peer_sets(&self) -> Result<Vec<(u64, PeerSet)>, StoreError>;
+    /// Records that the app acknowledged block `index` (durably).
+    fn set_app_acknowledged(&self, index: u64) -> Result<(), StoreError>;
+    /// The last block the app acknowledged.
+    fn app_acknowledged(&self) -> Result<Option<u64>, StoreError>;
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("encoding into a Vec cannot fail")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
+    Event::from_bytes(bytes).map_err(|e| StoreError::Decode {
+        what: "event",
+        detail: e.to_string(),
+    })
+}
+
+/// The test suite every store must pass; used by both stores' tests.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+    use hashgraph::{BlockBody, EventBody, SecretKey};
+
+    fn event(key: &SecretKey, index: u64, self_parent: Option<Hash>, tx: &str) -> Event {
+        EventBody {
+            creator: key.public_key(),
+            index,
+            self_parent,
+            other_parent: None,
+            timestamp: index as i64,
+            transactions: vec![tx.as_bytes().to_vec()],
+            internal_transactions: vec![],
+            block_signatures: vec![],
+        }
+        .sign(key)
+    }
+
+    /// Runs every check on a fresh, empty store.
+    pub fn run(store: &dyn Store) {
+        let me = SecretKey::from_seed(b"store me");
+        let other = SecretKey::from_seed(b"store other");
+        assert_eq!(store.self_head().unwrap(), None);
+        assert_eq!(store.event_count().unwrap(), 0);
+        assert_eq!(store.last_block_index().unwrap(), None);
+        assert_eq!(store.app_acknowledged().unwrap(), None);
+
+        // Events: by id, in acceptance order, our own by index.
+        let a0 = event(&other, 0, None, "a0");
+        let a1 = event(&other, 1, Some(a0.id()), "a1");
+        store.put_events(&[a0.clone(), a1.clone()]).unwrap();
+        let m0 = event(&me, 0, None, "m0");
+        let m1 = event(&me, 1, Some(m0.id()), "m1");
+        store.put_self_event(&m0).unwrap();
+        store.put_self_event(&m1).unwrap();
+        // The host also reports its own events among the accepted ones: no duplicate.
+        store.put_events(&[m0.clone(), m1.clone()]).unwrap();
+        assert_eq!(store.event(&a1.id()).unwrap(), Some(a1.clone()));
+        assert_eq!(store.event(&Hash([9; 32])).unwrap(), None);
+        assert_eq!(store.self_head().unwrap(), Some((1, m1.id())));
+        assert_eq!(store.self_event(0).unwrap(), Some(m0.clone()));
+        assert_eq!(store.self_event(2).unwrap(), None);
+        assert_eq!(store.event_count().unwrap(), 4);
+        let order: Vec<Hash> = store
+            .events_from(0, 10)
+            .unwrap()
+            .iter()
+            .map(Event::id)
+            .collect();
+        assert_eq!(order, [a0.id(), a1.id(), m0.id(), m1.id()]);
+        let tail: Vec<Hash> = store
+            .events_from(1, 2)
+            .unwrap()
+            .iter()
+            .map(Event::id)
+            .collect();
+        assert_eq!(tail, [a1.id(), m0.id()]);
+
+        // Blocks, rewritten when signatures arrive; frames; peer sets; the app's mark.
+        let mut block = Block::new(BlockBody {
+            index: 0,
+            round_received: 3,
+            timestamp: 7,
+            prev_hash: Hash::ZERO,
+            frame_hash: Hash([1; 32]),
+            peers_hash: Hash([2; 32]),
+            transactions: vec![b"a0".to_vec()],
+            internal_transactions: vec![],
+        });
+        store.put_block(&block).unwrap();
+        block.state_hash = vec![5; 32];
+        block.sign(&me);
+        store.put_block(&block).unwrap();
+        assert_eq!(store.block(0).unwrap(), Some(block.clone()));
+        assert_eq!(store.block(1).unwrap(), None);
+        assert_eq!(store.last_block_index().unwrap(), Some(0));
+        let set = PeerSet::new(vec![hashgraph::Peer::new(me.public_key(), "a", "me")]).unwrap();
+        let frame = Frame {
+            round: 3,
+            peers: set.clone(),
+            roots: vec![],
+            events: vec![],
+        };
+        store.put_frame(0, &frame).unwrap();
+        assert_eq!(store.frame(0).unwrap(), Some(frame));
+        store.put_peer_set(6, &set).unwrap();
+        store.put_peer_set(0, &set).unwrap();
+        let history: Vec<u64> = store.peer_sets().unwrap().iter().map(|(r, _)| *r).collect();
+        assert_eq!(history, [0, 6]);
+        store.set_app_acknowledged(0).unwrap();
+        assert_eq!(store.app_acknowledged().unwrap(), Some(0));
+    }
+}
