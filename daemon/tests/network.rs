@@ -202,23 +202,42 @@ async fn a_killed_node_does_not_stop_the_others_and_catches_up_on_restart() {
     )
     .await;
 
-    // Restarted with an empty memory (the store comes later), node 3 syncs the whole history
-    // from its peers and delivers every block again, in the same order, to a fresh app.
+    // Restarted from its datadir, node 3 resumes from its store (its own events included, so
+    // it never signs an index twice), catches up from its peers, and delivers to its app only
+    // the blocks the app had not acknowledged: the old and new apps together hold every block
+    // once (at most the one block in flight at the kill can come twice: at-least-once).
+    let before = net.apps[3].summary();
     net.restart_app(3).await;
     net.start(3);
     net.wait_for(
         "the restarted node to catch up",
         Duration::from_secs(90),
         |net| {
-            let txs = net.apps[3].transactions();
+            let mut txs: Vec<String> = before.iter().flat_map(|(_, t)| t.clone()).collect();
+            txs.extend(net.apps[3].transactions());
             has_all(&txs, &wanted) && has_all(&txs, &during)
         },
     )
     .await;
+    let after = net.apps[3].summary();
     let reference = net.apps[0].summary();
-    let caught_up = net.apps[3].summary();
-    let common = reference.len().min(caught_up.len());
-    assert_eq!(caught_up[..common], reference[..common]);
+    let last_before = before.last().map(|(i, _)| *i);
+    let first_after = after.first().map(|(i, _)| *i).unwrap();
+    assert!(
+        last_before.is_some_and(|last| first_after == last + 1 || first_after == last),
+        "delivery resumed at block {first_after} after block {last_before:?}"
+    );
+    let mut combined = before.clone();
+    combined.retain(|(i, _)| *i < first_after);
+    combined.extend(after);
+    let common = reference.len().min(combined.len());
+    assert_eq!(combined[..common], reference[..common]);
+    assert!(
+        std::fs::read_to_string(net.log_path(3))
+            .unwrap()
+            .contains("resumed from the store"),
+        "node 3 did not resume from its store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -450,4 +469,71 @@ async fn maintenance_mode_and_suspension_without_quorum() {
     assert_eq!(stats0["self_events"], "0", "{stats0}");
     assert_eq!(stats0["transaction_pool"], "1", "{stats0}");
     assert!(net.apps.iter().all(|a| a.summary().is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice() {
+    let mut net = Network::create(4).await;
+    net.start_all();
+    let first: HashSet<String> = submit_everywhere(&net, "first", 200)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for("the first batch", Duration::from_secs(60), |net| {
+        net.apps.iter().all(|a| has_all(&a.transactions(), &first))
+    })
+    .await;
+    let before: Vec<_> = net.apps.iter().map(|a| a.summary()).collect();
+    for i in 0..4 {
+        assert!(net.terminate(i).expect("running").success());
+    }
+    // A second process on a datadir in use is refused before it touches anything.
+    net.start(0);
+    net.wait_for("node 0 to run again", Duration::from_secs(20), |net| {
+        net.stats(0)["state"] == "Babbling"
+    })
+    .await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearsay"))
+        .args(["run", "--datadir"])
+        .arg(&net.nodes[0].datadir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked by another process"), "{err}");
+
+    for i in 0..4 {
+        net.restart_app(i).await;
+    }
+    for i in 1..4 {
+        net.start(i);
+    }
+    let second: HashSet<String> = submit_everywhere(&net, "second", 200)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for("the second batch", Duration::from_secs(90), |net| {
+        net.apps.iter().all(|a| has_all(&a.transactions(), &second))
+    })
+    .await;
+    for (i, app) in net.apps.iter().enumerate() {
+        let after = app.summary();
+        let last_before = before[i].last().expect("blocks before").0;
+        assert_eq!(
+            after.first().map(|(index, _)| *index),
+            Some(last_before + 1),
+            "app {i}: the chain must continue at the next index"
+        );
+        let txs = app.transactions();
+        assert!(
+            !txs.iter().any(|t| first.contains(t)),
+            "app {i} received a block of the first batch again"
+        );
+    }
+    let reference = net.apps[0].summary();
+    for (i, app) in net.apps.iter().enumerate() {
+        let s = app.summary();
+        let common = s.len().min(reference.len());
+        assert_eq!(s[..common], reference[..common], "app {i} differs");
+    }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::pool::TxPool;
 use super::NodeState;
+use crate::store::Store;
 
 /// Most bytes of transactions put in one event (well under the core's event size limit).
 pub const MAX_EVENT_PAYLOAD: usize = 1 << 20;
@@ -248,6 +249,8 @@ pub struct CoreOutputs {
     pub state_changes: tokio::sync::watch::Sender<NodeState>,
     /// Wakes the gossip loop when work arrives.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The node's store.
+    pub store: Arc<dyn Store>,
 }
 
 /// The core's state, owned by its task.
@@ -272,6 +275,11 @@ pub struct Core {
     state_changes: tokio::sync::watch::Sender<NodeState>,
     /// Wakes the gossip loop from its idle period when work arrives.
     wake: Arc<tokio::sync::Notify>,
+    /// Where everything that must survive a crash goes.
+    store: Arc<dyn Store>,
+    /// The last block the app acknowledged before this start: blocks up to it are not
+    /// delivered again.
+    acknowledged_at_start: Option<u64>,
 }
 
 impl Core {
@@ -289,7 +297,12 @@ impl Core {
             deliver,
             state_changes,
             wake,
+            store,
         } = outputs;
+        let acknowledged_at_start = store.app_acknowledged().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the app's last acknowledged block");
+            None
+        });
         Core {
             hg,
             key,
@@ -306,6 +319,8 @@ impl Core {
             deliver,
             state_changes,
             wake,
+            store,
+            acknowledged_at_start,
         }
     }
 
@@ -317,6 +332,8 @@ impl Core {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // Blocks recomputed from the store go out (or are recognised as delivered) at once.
+        self.settle();
         while let Some(command) = rx.recv().await {
             self.handle(command);
             // Once shut down, the core answers nothing more: tasks still holding a handle (a
@@ -454,7 +471,17 @@ impl Core {
             Vec::new(),
             signatures,
         ) {
-            Ok(_) => {
+            Ok(event) => {
+                // Durable before anyone can see it: commands run one at a time, so no sync
+                // can hand this event out before the write returns.
+                if let Err(e) = self.store.put_self_event(&event) {
+                    tracing::error!(
+                        error = %e,
+                        "cannot persist our own event; stopping rather than risk signing a \
+                         second event at this index after a restart"
+                    );
+                    std::process::exit(1);
+                }
                 self.self_events += 1;
                 self.settle();
                 true
@@ -481,16 +508,44 @@ impl Core {
         if payload {
             self.wake.notify_one();
         }
+        if let Err(e) = self.store.put_events(&ready.events) {
+            // Others' events can be fetched again from peers; ours were written already.
+            tracing::error!(error = %e, "cannot persist received events");
+        }
         for event in &ready.events {
             let creator = *event.creator();
             for sig in &event.body().block_signatures {
                 self.add_signature(creator, *sig);
             }
         }
-        for block in ready.blocks {
+        for (block, frame) in ready.blocks.into_iter().zip(ready.frames) {
             self.transactions += block.body.transactions.len() as u64;
-            let _ = self.deliver.send(block.clone());
-            self.blocks.push(block);
+            let index = block.body.index;
+            let already = self.acknowledged_at_start.is_some_and(|ack| index <= ack);
+            let stored = if already {
+                self.store.block(index).ok().flatten()
+            } else {
+                None
+            };
+            match stored {
+                // The app has this block from before the restart: keep its answer and
+                // signatures, and do not deliver it twice.
+                Some(stored) if stored.body == block.body && !stored.state_hash.is_empty() => {
+                    self.blocks.push(stored);
+                    self.blocks_committed = self.blocks_committed.max(index + 1);
+                }
+                _ => {
+                    if let Err(e) = self
+                        .store
+                        .put_block(&block)
+                        .and_then(|()| self.store.put_frame(index, &frame))
+                    {
+                        tracing::error!(error = %e, block = index, "cannot persist a block");
+                    }
+                    let _ = self.deliver.send(block.clone());
+                    self.blocks.push(block);
+                }
+            }
         }
         let stats = self.hg.stats();
         let n = self.hg.peer_set(stats.last_round.unwrap_or(0)).len();
@@ -551,6 +606,13 @@ impl Core {
             }
         }
         self.blocks_committed = self.blocks_committed.max(index + 1);
+        if let Err(e) = self
+            .store
+            .put_block(block)
+            .and_then(|()| self.store.set_app_acknowledged(index))
+        {
+            tracing::error!(error = %e, block = index, "cannot record the app's answer");
+        }
         self.our_signatures
             .push(BlockSignature { index, signature });
     }

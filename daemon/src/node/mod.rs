@@ -162,6 +162,13 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     };
     tracing::info!(moniker = %moniker, id = me.peer_id(), validators = peers.len(), "starting");
 
+    // The store first: a second process on this datadir stops here, before touching ports.
+    let db_path = config.datadir.join("db");
+    let store: Arc<dyn crate::store::Store> = Arc::new(
+        crate::store::rocks::RocksStore::open(&db_path)
+            .with_context(|| format!("cannot open the database in {}", db_path.display()))?,
+    );
+
     let (shutdown_tx, shutdown) = watch::channel(false);
     let transport = gossip::bind(&config, &key, &peers)?;
     let proxy_listener = match app {
@@ -196,7 +203,8 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         POOL_MAX_BYTES,
         self::core::MAX_EVENT_PAYLOAD,
     ));
-    let hg = Hashgraph::new(hashgraph::Config::default(), genesis.clone());
+    let mut hg = Hashgraph::new(hashgraph::Config::default(), genesis.clone());
+    replay(&mut hg, store.as_ref())?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let core = Core::new(
         hg,
@@ -208,6 +216,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             deliver: deliver_tx,
             state_changes: state_tx,
             wake: Arc::clone(&wake),
+            store: Arc::clone(&store),
         },
     );
     let (core_handle, core_task) = core.spawn();
@@ -287,6 +296,37 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         shutdown_tx,
         transport,
     })
+}
+
+/// Inserts the stored events into a fresh hashgraph, in the order they were accepted, so
+/// that the node resumes its own sequence (never signing a second event at an index) and
+/// recomputes consensus; blocks the app already acknowledged are not delivered again.
+fn replay(hg: &mut Hashgraph, store: &dyn crate::store::Store) -> anyhow::Result<()> {
+    const CHUNK: usize = 10_000;
+    let total = store.event_count()?;
+    let started = std::time::Instant::now();
+    let mut from = 0;
+    while from < total {
+        let events = store.events_from(from, CHUNK)?;
+        if events.is_empty() {
+            break;
+        }
+        from += events.len() as u64;
+        for event in events {
+            // Every stored event passed its checks when it was accepted.
+            if let Err(e) = hg.insert_verified(hashgraph::VerifiedEvent::assume_verified(event)) {
+                tracing::warn!(error = %e, "a stored event was refused on replay");
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(
+            events = total,
+            millis = started.elapsed().as_millis() as u64,
+            "resumed from the store"
+        );
+    }
+    Ok(())
 }
 
 /// Runs a task and logs its end, so that a slow shutdown names the task that held it up.
