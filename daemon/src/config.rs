@@ -63,6 +63,17 @@ pub struct RunArgs {
     /// Undetermined events per validator that suspend the node [default: 100]
     #[arg(long, env = "HEARSAY_SUSPEND_LIMIT")]
     pub suspend_limit: Option<usize>,
+    /// Accepted for Babble compatibility: the RocksDB store is always on
+    #[arg(long, env = "HEARSAY_STORE", num_args = 0..=1, default_missing_value = "true")]
+    pub store: Option<bool>,
+    /// Database folder [default: <datadir>/db]
+    #[arg(long, env = "HEARSAY_DB")]
+    pub db: Option<PathBuf>,
+    /// Deliver every stored block to the app again from block 0 (Babble's bootstrap, for an
+    /// app that starts with a clean state); without it only blocks the app has not
+    /// acknowledged are delivered
+    #[arg(long, env = "HEARSAY_BOOTSTRAP", num_args = 0..=1, default_missing_value = "true")]
+    pub bootstrap: Option<bool>,
 }
 
 /// The config file's keys: the flag names (Babble writes them in kebab case).
@@ -88,6 +99,9 @@ struct FileConfig {
     slow_heartbeat: Option<String>,
     sync_limit: Option<u32>,
     suspend_limit: Option<usize>,
+    store: Option<bool>,
+    db: Option<PathBuf>,
+    bootstrap: Option<bool>,
     /// Babble keys found in the file that this version does not act on yet.
     #[serde(skip)]
     ignored: Vec<String>,
@@ -96,10 +110,7 @@ struct FileConfig {
 /// Babble config keys a Babble datadir may hold that Hearsay does not act on yet (storage,
 /// fast-sync and WebRTC arrive with later work). They are reported, not refused, so that a
 /// Babble datadir still starts.
-const NOT_YET_SUPPORTED: [&str; 13] = [
-    "store",
-    "db",
-    "bootstrap",
+const NOT_YET_SUPPORTED: [&str; 10] = [
     "cache-size",
     "fast-sync",
     "webrtc",
@@ -149,6 +160,10 @@ pub struct Config {
     pub sync_limit: u32,
     /// Undetermined events per validator that suspend the node.
     pub suspend_limit: usize,
+    /// Database folder.
+    pub db: PathBuf,
+    /// Deliver every block to the app again from block 0.
+    pub bootstrap: bool,
     /// Config-file keys that were ignored, to warn about once logging is up.
     pub ignored_keys: Vec<String>,
 }
@@ -191,6 +206,10 @@ impl RunArgs {
             bail!("--max-pool must be at least 1");
         }
         let sync_limit = self.sync_limit.or(file.sync_limit).unwrap_or(1000);
+        let mut ignored = file.ignored;
+        if self.store.or(file.store) == Some(false) {
+            ignored.push("store=false (Hearsay always keeps its RocksDB store)".into());
+        }
         if sync_limit == 0 {
             bail!("--sync-limit must be at least 1");
         }
@@ -225,7 +244,9 @@ impl RunArgs {
             )?,
             sync_limit,
             suspend_limit: self.suspend_limit.or(file.suspend_limit).unwrap_or(100),
-            ignored_keys: file.ignored,
+            ignored_keys: ignored,
+            db: self.db.or(file.db).unwrap_or_else(|| datadir.join("db")),
+            bootstrap: self.bootstrap.or(file.bootstrap).unwrap_or(false),
             datadir,
         })
     }
@@ -401,8 +422,10 @@ mod tests {
         assert_eq!(c.proxy_listen, "127.0.0.1:9338".parse().unwrap());
         assert_eq!(c.service_listen, None);
         // Babble keys not acted on yet are reported, not refused.
-        assert_eq!(c.ignored_keys.len(), 2, "{:?}", c.ignored_keys);
-        assert!(c.ignored_keys[0].ends_with("`store`"));
+        assert_eq!(c.ignored_keys.len(), 1, "{:?}", c.ignored_keys);
+        assert!(c.ignored_keys[0].ends_with("`cache-size`"));
+        assert_eq!(c.db, dir.path().join("db"));
+        assert!(!c.bootstrap);
     }
 
     #[test]

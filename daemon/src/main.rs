@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node from its datadir.
-    Run(config::RunArgs),
+    Run(Box<config::RunArgs>),
     /// Create a key pair (priv_key, key.pub) in the datadir.
     Keygen(datadir::KeygenArgs),
     /// Write N ready datadirs for a local network, and testnet.json describing them.
@@ -33,7 +33,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run_node(args),
+        Command::Run(args) => run_node(*args),
         Command::Keygen(args) => datadir::keygen(args).map(|()| ExitCode::SUCCESS),
         Command::Testnet(args) => testnet::run(args).map(|()| ExitCode::SUCCESS),
         Command::Dag(args) => dag::run(args),

@@ -536,4 +536,19 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
         let common = s.len().min(reference.len());
         assert_eq!(s[..common], reference[..common], "app {i} differs");
     }
+
+    // --bootstrap (Babble's): a clean app gets every block again, from block 0.
+    let mut full = before[3].clone();
+    full.extend(net.apps[3].summary());
+    assert!(net.terminate(3).expect("running").success());
+    net.restart_app(3).await;
+    net.start_with(3, &["--bootstrap"]);
+    let blocks = full.len();
+    net.wait_for(
+        "a bootstrapped app to get every block",
+        Duration::from_secs(60),
+        |net| net.apps[3].summary().len() >= blocks,
+    )
+    .await;
+    assert_eq!(net.apps[3].summary()[..blocks], full[..]);
 }

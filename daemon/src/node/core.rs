@@ -251,6 +251,8 @@ pub struct CoreOutputs {
     pub wake: Arc<tokio::sync::Notify>,
     /// The node's store.
     pub store: Arc<dyn Store>,
+    /// Deliver every block to the app again (`--bootstrap`).
+    pub bootstrap: bool,
 }
 
 /// The core's state, owned by its task.
@@ -298,11 +300,16 @@ impl Core {
             state_changes,
             wake,
             store,
+            bootstrap,
         } = outputs;
-        let acknowledged_at_start = store.app_acknowledged().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot read the app's last acknowledged block");
+        let acknowledged_at_start = if bootstrap {
             None
-        });
+        } else {
+            store.app_acknowledged().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read the app's last acknowledged block");
+                None
+            })
+        };
         Core {
             hg,
             key,

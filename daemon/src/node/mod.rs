@@ -163,7 +163,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     tracing::info!(moniker = %moniker, id = me.peer_id(), validators = peers.len(), "starting");
 
     // The store first: a second process on this datadir stops here, before touching ports.
-    let db_path = config.datadir.join("db");
+    let db_path = config.db.clone();
     let store: Arc<dyn crate::store::Store> = Arc::new(
         crate::store::rocks::RocksStore::open(&db_path)
             .with_context(|| format!("cannot open the database in {}", db_path.display()))?,
@@ -217,6 +217,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             state_changes: state_tx,
             wake: Arc::clone(&wake),
             store: Arc::clone(&store),
+            bootstrap: config.bootstrap,
         },
     );
     let (core_handle, core_task) = core.spawn();
