@@ -463,7 +463,8 @@ impl Core {
             return false;
         }
         let other_parent = other.and_then(|o| self.hg.head(&o));
-        let transactions = self.pool.take(MAX_EVENT_PAYLOAD);
+        let (consumed, transactions): (Vec<u64>, Vec<Vec<u8>>) =
+            self.pool.take(MAX_EVENT_PAYLOAD).into_iter().unzip();
         let signatures = std::mem::take(&mut self.our_signatures);
         let count = transactions.len();
         let now = std::time::SystemTime::now()
@@ -481,7 +482,7 @@ impl Core {
             Ok(event) => {
                 // Durable before anyone can see it: commands run one at a time, so no sync
                 // can hand this event out before the write returns.
-                if let Err(e) = self.store.put_self_event(&event) {
+                if let Err(e) = self.store.put_self_event(&event, &consumed) {
                     tracing::error!(
                         error = %e,
                         "cannot persist our own event; stopping rather than risk signing a \

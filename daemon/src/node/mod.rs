@@ -198,11 +198,12 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     };
     let (state_tx, state_rx) = watch::channel(initial);
     let (deliver_tx, deliver_rx) = tokio::sync::mpsc::unbounded_channel();
-    let pool = Arc::new(TxPool::new(
+    let pool = Arc::new(TxPool::durable(
         POOL_MAX_COUNT,
         POOL_MAX_BYTES,
         self::core::MAX_EVENT_PAYLOAD,
-    ));
+        Arc::clone(&store),
+    )?);
     let mut hg = Hashgraph::new(hashgraph::Config::default(), genesis.clone());
     replay(&mut hg, store.as_ref())?;
     let wake = Arc::new(tokio::sync::Notify::new());

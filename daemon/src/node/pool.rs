@@ -1,9 +1,13 @@
 //! The transaction pool: transactions submitted by the app wait here for our next event.
 //! Bounded in count and bytes; when full, a submission is refused (backpressure) instead of
-//! growing without limit.
+//! growing without limit. With a store, every accepted transaction is written to it before
+//! `SubmitTx` is answered, and removed in the same write that stores the event carrying it, so
+//! a crash neither loses an accepted transaction nor commits it twice.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::store::Store;
 
 /// Why a transaction was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,6 +31,9 @@ pub enum PoolError {
     /// Empty transactions are refused.
     #[error("empty transaction")]
     Empty,
+    /// The transaction could not be made durable.
+    #[error("cannot store the transaction: {0}")]
+    Store(String),
 }
 
 /// A bounded FIFO of transactions.
@@ -35,12 +42,15 @@ pub struct TxPool {
     max_count: usize,
     max_bytes: usize,
     max_tx_bytes: usize,
+    store: Option<Arc<dyn Store>>,
 }
 
 struct Inner {
-    queue: VecDeque<Vec<u8>>,
+    /// (durable sequence number, transaction)
+    queue: VecDeque<(u64, Vec<u8>)>,
     bytes: usize,
     submitted: u64,
+    next_seq: u64,
 }
 
 impl TxPool {
@@ -52,11 +62,35 @@ impl TxPool {
                 queue: VecDeque::new(),
                 bytes: 0,
                 submitted: 0,
+                next_seq: 0,
             }),
             max_count,
             max_bytes,
             max_tx_bytes,
+            store: None,
         }
+    }
+
+    /// A pool whose transactions are kept in `store`, starting with the ones it still holds
+    /// (accepted before a crash and not yet in an event).
+    pub fn durable(
+        max_count: usize,
+        max_bytes: usize,
+        max_tx_bytes: usize,
+        store: Arc<dyn Store>,
+    ) -> Result<TxPool, crate::store::StoreError> {
+        let pending = store.pending_transactions()?;
+        let mut pool = TxPool::new(max_count, max_bytes, max_tx_bytes);
+        {
+            let inner = pool.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+            for (seq, tx) in pending {
+                inner.bytes += tx.len();
+                inner.next_seq = inner.next_seq.max(seq + 1);
+                inner.queue.push_back((seq, tx));
+            }
+        }
+        pool.store = Some(store);
+        Ok(pool)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -83,25 +117,34 @@ impl TxPool {
                 bytes: inner.bytes,
             });
         }
+        let seq = inner.next_seq;
+        if let Some(store) = &self.store {
+            // Under the lock, so that no event can take the transaction before it is stored.
+            store
+                .put_pending_transaction(seq, &tx)
+                .map_err(|e| PoolError::Store(e.to_string()))?;
+        }
+        inner.next_seq += 1;
         inner.bytes += tx.len();
         inner.submitted += 1;
-        inner.queue.push_back(tx);
+        inner.queue.push_back((seq, tx));
         Ok(())
     }
 
-    /// Takes transactions in submission order, up to `max_bytes` in total.
-    pub fn take(&self, max_bytes: usize) -> Vec<Vec<u8>> {
+    /// Takes transactions in submission order, up to `max_bytes` in total, with their
+    /// sequence numbers (to remove them from the store with the event that carries them).
+    pub fn take(&self, max_bytes: usize) -> Vec<(u64, Vec<u8>)> {
         let mut inner = self.lock();
         let mut out = Vec::new();
         let mut size = 0;
-        while let Some(front) = inner.queue.front() {
+        while let Some((_, front)) = inner.queue.front() {
             if size + front.len() > max_bytes && !out.is_empty() {
                 break;
             }
             size += front.len();
-            let tx = inner.queue.pop_front().expect("front exists");
+            let (seq, tx) = inner.queue.pop_front().expect("front exists");
             inner.bytes -= tx.len();
-            out.push(tx);
+            out.push((seq, tx));
         }
         out
     }
@@ -145,12 +188,15 @@ mod tests {
             Err(PoolError::TooLarge { .. })
         ));
         assert_eq!(pool.submit(Vec::new()), Err(PoolError::Empty));
-        assert_eq!(pool.take(6), vec![b"aa".to_vec(), b"bbbb".to_vec()]);
+        assert_eq!(
+            pool.take(6),
+            vec![(0, b"aa".to_vec()), (1, b"bbbb".to_vec())]
+        );
         assert_eq!(pool.len(), 1);
         pool.submit(b"dddddd".to_vec()).unwrap();
         // A transaction larger than the byte budget still goes alone rather than never.
-        assert_eq!(pool.take(1), vec![b"cc".to_vec()]);
-        assert_eq!(pool.take(100), vec![b"dddddd".to_vec()]);
+        assert_eq!(pool.take(1), vec![(2, b"cc".to_vec())]);
+        assert_eq!(pool.take(100), vec![(3, b"dddddd".to_vec())]);
         assert!(pool.is_empty());
         assert_eq!(pool.submitted(), 4);
     }

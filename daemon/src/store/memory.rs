@@ -22,6 +22,7 @@ struct Inner {
     frames: BTreeMap<u64, Frame>,
     peer_sets: BTreeMap<u64, PeerSet>,
     acknowledged: Option<u64>,
+    pending: BTreeMap<u64, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -49,11 +50,28 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn put_self_event(&self, event: &Event) -> Result<(), StoreError> {
+    fn put_self_event(&self, event: &Event, consumed: &[u64]) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.add(event);
         inner.own.insert(event.index(), event.id());
+        for seq in consumed {
+            inner.pending.remove(seq);
+        }
         Ok(())
+    }
+
+    fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError> {
+        self.lock().pending.insert(seq, tx.to_vec());
+        Ok(())
+    }
+
+    fn pending_transactions(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .pending
+            .iter()
+            .map(|(s, t)| (*s, t.clone()))
+            .collect())
     }
 
     fn event(&self, id: &Hash) -> Result<Option<Event>, StoreError> {

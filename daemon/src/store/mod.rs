@@ -76,8 +76,14 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// Records accepted events (any order of creators, each after its parents).
     fn put_events(&self, events: &[Event]) -> Result<(), StoreError>;
-    /// Records one of our own events durably (synced to disk) before it leaves the process.
-    fn put_self_event(&self, event: &Event) -> Result<(), StoreError>;
+    /// Records one of our own events durably (synced to disk) before it leaves the process,
+    /// removing the pending transactions it carries (by sequence number) in the same write.
+    fn put_self_event(&self, event: &Event, consumed: &[u64]) -> Result<(), StoreError>;
+    /// Records a transaction accepted from the app and not yet in an event. Survives a crash
+    /// of the process (not necessarily of the machine: it is not synced).
+    fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError>;
+    /// Accepted transactions not yet in one of our events, by sequence number.
+    fn pending_transactions(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// An event by id.
     fn event(&self, id: &Hash) -> Result<Option<Event>, StoreError>;
     /// Our own latest event: its index and id.
@@ -164,8 +170,15 @@ pub(crate) mod suite {
         store.put_events(&[a0.clone(), a1.clone()]).unwrap();
         let m0 = event(&me, 0, None, "m0");
         let m1 = event(&me, 1, Some(m0.id()), "m1");
-        store.put_self_event(&m0).unwrap();
-        store.put_self_event(&m1).unwrap();
+        store.put_pending_transaction(7, b"m0").unwrap();
+        store.put_pending_transaction(8, b"m1").unwrap();
+        store.put_pending_transaction(9, b"later").unwrap();
+        store.put_self_event(&m0, &[7]).unwrap();
+        store.put_self_event(&m1, &[8]).unwrap();
+        assert_eq!(
+            store.pending_transactions().unwrap(),
+            vec![(9, b"later".to_vec())]
+        );
         // The host also reports its own events among the accepted ones: no duplicate.
         store.put_events(&[m0.clone(), m1.clone()]).unwrap();
         assert_eq!(store.event(&a1.id()).unwrap(), Some(a1.clone()));

@@ -1,7 +1,8 @@
 //! The RocksDB store. One key space with one-byte prefixes:
 //! `m` metadata (format version, event count, app mark), `e`+id → event, `o`+position → id
 //! (acceptance order), `s`+index → id (our own events), `b`+index → block, `f`+index → frame,
-//! `p`+round → validator set. Integers in keys are big-endian so that keys sort numerically.
+//! `p`+round → validator set, `t`+sequence → transaction accepted and not yet in an event.
+//! Integers in keys are big-endian so that keys sort numerically.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -116,11 +117,15 @@ impl RocksStore {
         self.write(batch, true)
     }
 
-    /// Adds events not stored yet, and (for ours) the index entry, in one atomic write.
-    fn add_events(&self, events: &[Event], own: bool) -> Result<(), StoreError> {
+    /// Adds events not stored yet, and (for ours) the index entry, removing the pending
+    /// transactions `consumed`, in one atomic write.
+    fn add_events(&self, events: &[Event], own: bool, consumed: &[u64]) -> Result<(), StoreError> {
         let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = *count;
         let mut batch = WriteBatch::default();
+        for seq in consumed {
+            batch.delete(num_key(b't', *seq));
+        }
         let mut seen = std::collections::HashSet::new();
         for event in events {
             let id = event.id();
@@ -198,11 +203,24 @@ fn classify(path: &str, e: rocksdb::Error) -> StoreError {
 
 impl Store for RocksStore {
     fn put_events(&self, events: &[Event]) -> Result<(), StoreError> {
-        self.add_events(events, false)
+        self.add_events(events, false, &[])
     }
 
-    fn put_self_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.add_events(std::slice::from_ref(event), true)
+    fn put_self_event(&self, event: &Event, consumed: &[u64]) -> Result<(), StoreError> {
+        self.add_events(std::slice::from_ref(event), true, consumed)
+    }
+
+    fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put(num_key(b't', seq), tx);
+        self.write(batch, false)
+    }
+
+    fn pending_transactions(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.scan(b't', &[], usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| Ok((u64_of(&k)?, v)))
+            .collect()
     }
 
     fn event(&self, id: &Hash) -> Result<Option<Event>, StoreError> {
