@@ -18,6 +18,9 @@ use crate::store::Store;
 
 /// Most bytes of transactions put in one event (well under the core's event size limit).
 pub const MAX_EVENT_PAYLOAD: usize = 1 << 20;
+/// How often a node suspended for lack of progress still creates an event, so that consensus
+/// can resume once a quorum is back.
+pub const PROBE_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most block signatures of others kept while waiting for our own app's answer.
 const MAX_STASHED_SIGNATURES: usize = 100_000;
 
@@ -262,6 +265,11 @@ pub struct Core {
     pool: Arc<TxPool>,
     state: NodeState,
     suspend_limit: usize,
+    /// Suspended because consensus fell behind (not by the operator's maintenance mode):
+    /// the node probes with one event per [`PROBE_PERIOD`] and resumes once consensus has
+    /// caught up, so a network that lost its quorum recovers on its own when it returns.
+    suspended_by_limit: bool,
+    last_probe: Option<std::time::Instant>,
     /// Blocks by index (all of them for now; the store will page old ones out).
     blocks: Vec<Block>,
     /// Signatures of ours waiting to ride in our next event.
@@ -316,6 +324,8 @@ impl Core {
             pool,
             state: initial,
             suspend_limit,
+            suspended_by_limit: false,
+            last_probe: None,
             blocks: Vec::new(),
             our_signatures: Vec::new(),
             stashed: HashMap::new(),
@@ -459,8 +469,14 @@ impl Core {
     }
 
     fn create_event(&mut self, other: Option<PublicKey>) -> bool {
-        if self.state != NodeState::Babbling || !self.busy() {
+        let probing = self.state == NodeState::Suspended
+            && self.suspended_by_limit
+            && self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_PERIOD);
+        if !(self.state == NodeState::Babbling || probing) || !self.busy() {
             return false;
+        }
+        if probing {
+            self.last_probe = Some(std::time::Instant::now());
         }
         let other_parent = other.and_then(|o| self.hg.head(&o));
         let (consumed, transactions): (Vec<u64>, Vec<Vec<u8>>) =
@@ -557,15 +573,25 @@ impl Core {
         }
         let stats = self.hg.stats();
         let n = self.hg.peer_set(stats.last_round.unwrap_or(0)).len();
-        if self.state == NodeState::Babbling
-            && stats.undetermined_events > self.suspend_limit.saturating_mul(n)
-        {
+        let limit = self.suspend_limit.saturating_mul(n);
+        if self.state == NodeState::Babbling && stats.undetermined_events > limit {
             tracing::warn!(
                 undetermined = stats.undetermined_events,
-                limit = self.suspend_limit * n,
-                "too many undetermined events: suspending (no quorum?)"
+                limit,
+                "too many undetermined events: suspending (no quorum?); probing until consensus catches up"
             );
+            self.suspended_by_limit = true;
             self.set_state(NodeState::Suspended);
+        } else if self.state == NodeState::Suspended
+            && self.suspended_by_limit
+            && stats.undetermined_events <= limit / 2
+        {
+            tracing::info!(
+                undetermined = stats.undetermined_events,
+                "consensus caught up: resuming"
+            );
+            self.suspended_by_limit = false;
+            self.set_state(NodeState::Babbling);
         }
     }
 

@@ -270,6 +270,10 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
+        if std::env::var_os("HEARSAY_KEEP_TEST_DIR").is_some() {
+            eprintln!("keeping {}", self.dir.path().display());
+            let _ = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+        }
         for child in self.children.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
