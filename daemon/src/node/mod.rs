@@ -303,7 +303,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
 /// Inserts the stored events into a fresh hashgraph, in the order they were accepted, so
 /// that the node resumes its own sequence (never signing a second event at an index) and
 /// recomputes consensus; blocks the app already acknowledged are not delivered again.
-fn replay(hg: &mut Hashgraph, store: &dyn crate::store::Store) -> anyhow::Result<()> {
+pub fn replay(hg: &mut Hashgraph, store: &dyn crate::store::Store) -> anyhow::Result<()> {
     const CHUNK: usize = 10_000;
     let total = store.event_count()?;
     let started = std::time::Instant::now();
