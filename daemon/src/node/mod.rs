@@ -320,6 +320,8 @@ pub fn replay(hg: &mut Hashgraph, store: &dyn crate::store::Store) -> anyhow::Re
                 tracing::warn!(error = %e, "a stored event was refused on replay");
             }
         }
+        // Keep the set of undetermined events small: receiving a round scans it.
+        hg.run_consensus();
     }
     if total > 0 {
         tracing::info!(
