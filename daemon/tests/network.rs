@@ -484,6 +484,20 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
     })
     .await;
     let before: Vec<_> = net.apps.iter().map(|a| a.summary()).collect();
+    // Every validator's signature of block 0 reaches node 0 (they ride in later events).
+    let signatures = |net: &Network| -> usize {
+        http_get(net.nodes[0].service_listen, "/block/0")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|b| b["Signatures"].as_object().map(|m| m.len()))
+            .unwrap_or(0)
+    };
+    net.wait_for(
+        "four signatures on block 0",
+        Duration::from_secs(30),
+        |net| signatures(net) == 4,
+    )
+    .await;
     for i in 0..4 {
         assert!(net.terminate(i).expect("running").success());
     }
@@ -493,6 +507,12 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
         net.stats(0)["state"] == "Babbling"
     })
     .await;
+    // The signatures were stored with the block.
+    assert_eq!(
+        signatures(&net),
+        4,
+        "block 0 lost signatures across the restart"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearsay"))
         .args(["run", "--datadir"])
         .arg(&net.nodes[0].datadir)

@@ -603,8 +603,12 @@ impl Core {
         // app's state hash and can be checked now.
         if self.blocks_committed > sig.index {
             if let Some(block) = self.blocks.get_mut(index) {
-                if block.verify_signature(&signer, &sig.signature) {
-                    block.signatures.insert(signer, sig.signature);
+                if block.verify_signature(&signer, &sig.signature)
+                    && block.signatures.insert(signer, sig.signature).is_none()
+                {
+                    if let Err(e) = self.store.put_block(block) {
+                        tracing::error!(error = %e, block = index, "cannot persist a block signature");
+                    }
                 }
             }
         } else if self.stashed_count < MAX_STASHED_SIGNATURES {
