@@ -286,7 +286,10 @@ pub struct Hashgraph {
     fame_next: u64,
     /// next round to receive
     received_next: u64,
-    undetermined: Vec<Seq>,
+    /// Events not yet ordered, by round created: receiving round r only looks at rounds ≤ r,
+    /// so a large backlog of later events costs nothing per received round.
+    undetermined: std::collections::BTreeMap<u64, Vec<Seq>>,
+    undetermined_len: usize,
     pending: HashMap<Hash, Vec<VerifiedEvent>>,
     pending_ids: HashSet<Hash>,
     any_fork: bool,
@@ -314,7 +317,8 @@ impl Hashgraph {
             round_base: 0,
             fame_next: 0,
             received_next: 0,
-            undetermined: Vec::new(),
+            undetermined: std::collections::BTreeMap::new(),
+            undetermined_len: 0,
             pending: HashMap::new(),
             pending_ids: HashSet::new(),
             any_fork: false,
@@ -909,7 +913,8 @@ impl Hashgraph {
         }));
         self.inserting = None;
         self.by_id.insert(id, seq);
-        self.undetermined.push(seq);
+        self.undetermined.entry(round).or_default().push(seq);
+        self.undetermined_len += 1;
         self.stats.events_inserted += 1;
         self.ready.events.push(event.clone());
         outcome.added.push(id);
@@ -1094,16 +1099,22 @@ impl Hashgraph {
         }
 
         let mut received = Vec::new();
-        let mut keep = Vec::with_capacity(self.undetermined.len());
-        for &x in &self.undetermined {
-            let xn = self.live(x);
-            if xn.round <= r && unique.iter().all(|&w| self.ancestor_seq(w, x)) {
-                received.push(x);
-            } else {
-                keep.push(x);
+        let candidate_rounds: Vec<u64> = self.undetermined.range(..=r).map(|(k, _)| *k).collect();
+        for round in candidate_rounds {
+            let waiting = self.undetermined.remove(&round).unwrap_or_default();
+            let mut keep = Vec::new();
+            for x in waiting {
+                if unique.iter().all(|&w| self.ancestor_seq(w, x)) {
+                    received.push(x);
+                } else {
+                    keep.push(x);
+                }
+            }
+            if !keep.is_empty() {
+                self.undetermined.insert(round, keep);
             }
         }
-        self.undetermined = keep;
+        self.undetermined_len -= received.len();
         if received.is_empty() {
             return;
         }
@@ -1247,12 +1258,7 @@ impl Hashgraph {
     /// nothing at or above the round of an event still waiting to be ordered is dropped. Events
     /// that later name a dropped parent are refused with [`InsertError::TooOld`].
     pub fn evict_before(&mut self, round: u64) {
-        let oldest_waiting = self
-            .undetermined
-            .iter()
-            .map(|&s| self.live(s).round)
-            .min()
-            .unwrap_or(u64::MAX);
+        let oldest_waiting = self.undetermined.keys().next().copied().unwrap_or(u64::MAX);
         let cutoff = round.min(self.received_next).min(oldest_waiting);
         if cutoff <= self.round_base {
             return;
@@ -1401,10 +1407,11 @@ impl Hashgraph {
     pub fn stats(&self) -> Stats {
         Stats {
             events_in_memory: self.by_id.len(),
-            undetermined_events: self.undetermined.len(),
+            undetermined_events: self.undetermined_len,
             undetermined_with_payload: self
                 .undetermined
-                .iter()
+                .values()
+                .flatten()
                 .filter(|&&s| {
                     let body = self.live(s).event.body();
                     !body.transactions.is_empty()
