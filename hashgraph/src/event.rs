@@ -127,6 +127,14 @@ pub struct EventBody {
 }
 
 impl EventBody {
+    /// Whether the event carries anything to order: transactions, internal transactions or
+    /// block signatures. While such events are undetermined the network has work.
+    pub fn has_payload(&self) -> bool {
+        !self.transactions.is_empty()
+            || !self.internal_transactions.is_empty()
+            || !self.block_signatures.is_empty()
+    }
+
     /// The event id: SHA3-256 of the canonical encoding of the body.
     pub fn id(&self) -> Hash {
         hash_encoded(self)

@@ -290,6 +290,8 @@ pub struct Hashgraph {
     /// so a large backlog of later events costs nothing per received round.
     undetermined: std::collections::BTreeMap<u64, Vec<Seq>>,
     undetermined_len: usize,
+    /// How many undetermined events have a payload ([`EventBody::has_payload`]).
+    undetermined_payload: usize,
     pending: HashMap<Hash, Vec<VerifiedEvent>>,
     pending_ids: HashSet<Hash>,
     any_fork: bool,
@@ -319,6 +321,7 @@ impl Hashgraph {
             received_next: 0,
             undetermined: std::collections::BTreeMap::new(),
             undetermined_len: 0,
+            undetermined_payload: 0,
             pending: HashMap::new(),
             pending_ids: HashSet::new(),
             any_fork: false,
@@ -915,6 +918,7 @@ impl Hashgraph {
         self.by_id.insert(id, seq);
         self.undetermined.entry(round).or_default().push(seq);
         self.undetermined_len += 1;
+        self.undetermined_payload += usize::from(event.body().has_payload());
         self.stats.events_inserted += 1;
         self.ready.events.push(event.clone());
         outcome.added.push(id);
@@ -1115,6 +1119,10 @@ impl Hashgraph {
             }
         }
         self.undetermined_len -= received.len();
+        self.undetermined_payload -= received
+            .iter()
+            .filter(|&&x| self.live(x).event.body().has_payload())
+            .count();
         if received.is_empty() {
             return;
         }
@@ -1408,17 +1416,7 @@ impl Hashgraph {
         Stats {
             events_in_memory: self.by_id.len(),
             undetermined_events: self.undetermined_len,
-            undetermined_with_payload: self
-                .undetermined
-                .values()
-                .flatten()
-                .filter(|&&s| {
-                    let body = self.live(s).event.body();
-                    !body.transactions.is_empty()
-                        || !body.internal_transactions.is_empty()
-                        || !body.block_signatures.is_empty()
-                })
-                .count(),
+            undetermined_with_payload: self.undetermined_payload,
             pending_events: self.pending_ids.len(),
             last_round: self.last_round(),
             last_consensus_round: self.last_consensus_round(),

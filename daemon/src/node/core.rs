@@ -523,13 +523,7 @@ impl Core {
     fn settle(&mut self) {
         self.hg.run_consensus();
         let ready = self.hg.take_ready();
-        let payload = ready.events.iter().any(|e| {
-            let body = e.body();
-            !body.transactions.is_empty()
-                || !body.internal_transactions.is_empty()
-                || !body.block_signatures.is_empty()
-        });
-        if payload {
+        if ready.events.iter().any(|e| e.body().has_payload()) {
             self.wake.notify_one();
         }
         if let Err(e) = self.store.put_events(&ready.events) {

@@ -15,6 +15,7 @@ use hashgraph::{Event, Hash, KeyCache, Peer, PeerSet, PublicKey, SecretKey, Veri
 use hearsay_net::wire::{Request, Response, SyncRequest, SyncResponse};
 use hearsay_net::{Inbound, QuicTransport, TransportConfig};
 use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use tokio::sync::watch;
 
 use super::Shared;
@@ -179,8 +180,6 @@ pub async fn gossip_loop(
         }
     }
 }
-
-use rand::SeedableRng;
 
 /// One pull-push sync with `peer`.
 async fn sync_with(shared: &Shared, transport: &QuicTransport, peer: &Peer) -> anyhow::Result<()> {

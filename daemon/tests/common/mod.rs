@@ -11,20 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearsay_proxy::{AppHandler, Block, CommitResponse};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// One node of `testnet.json`.
-#[derive(Deserialize, Debug, Clone)]
-pub struct NodeInfo {
-    pub moniker: String,
-    pub datadir: PathBuf,
-    pub listen: SocketAddr,
-    pub proxy_listen: SocketAddr,
-    pub client_connect: SocketAddr,
-    pub service_listen: SocketAddr,
-    pub pubkey: String,
-}
+/// One node of `testnet.json`, as `hearsay testnet` writes it.
+pub use hearsay::testnet::TestnetNode as NodeInfo;
 
 /// An app that records the blocks it is given, in order, with Babble's dummy state hash.
 #[derive(Default)]
@@ -105,9 +95,7 @@ impl Network {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let nodes: Vec<NodeInfo> =
-            serde_json::from_slice(&std::fs::read(dir.path().join("testnet.json")).unwrap())
-                .unwrap();
+        let nodes = hearsay::testnet::read_testnet(&dir.path().join("testnet.json")).unwrap();
         let mut net = Network {
             dir,
             nodes,
