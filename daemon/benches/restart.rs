@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use hashgraph::{Config, Hashgraph, Peer, PeerSet, SecretKey};
+use hashgraph::{Config, Hashgraph};
 use hearsay::store::rocks::RocksStore;
 use hearsay::store::Store;
 
@@ -16,14 +16,7 @@ fn main() {
     } else {
         (1_000_000, 3)
     };
-    let keys: Vec<SecretKey> = (0..4u8).map(|i| SecretKey::from_seed(&[b'r', i])).collect();
-    let set = PeerSet::new(
-        keys.iter()
-            .enumerate()
-            .map(|(i, k)| Peer::new(k.public_key(), format!("n{i}"), format!("n{i}")))
-            .collect(),
-    )
-    .unwrap();
+    let (keys, set) = hearsay_testkit::sim::validators(4);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
 
