@@ -49,6 +49,24 @@ pub enum InsertError {
         /// Capacity of the pool.
         limit: usize,
     },
+    /// The other-parent is more than [`crate::Config::max_parent_round_gap`] rounds older than
+    /// the self-parent. Honest creators never build on such a stale tip, and refusing it is a
+    /// decision every node makes alike (it depends on the two parents only), so no honest event
+    /// can come to depend on history some nodes have already evicted.
+    #[error(
+        "event {id:?}: its other-parent is in round {other_round}, more than {gap} rounds \
+         before its self-parent's round {self_round}"
+    )]
+    OtherParentTooOld {
+        /// Id of the event.
+        id: Hash,
+        /// Round of the other-parent.
+        other_round: u64,
+        /// Round of the self-parent.
+        self_round: u64,
+        /// The gap allowed.
+        gap: u64,
+    },
     /// A parent belongs to history this node has evicted; the sender should fast-sync us or be
     /// fast-synced.
     #[error("event {id:?}: its parent {parent:?} is older than the retained history")]
@@ -75,6 +93,9 @@ pub enum HashgraphError {
     /// The other-parent asked for is not in the DAG.
     #[error("unknown other-parent {0:?}")]
     UnknownOtherParent(Hash),
+    /// A checkpoint given to [`crate::Hashgraph::restore`] cannot be used.
+    #[error("the checkpoint cannot be restored: {0}")]
+    BadCheckpoint(String),
     /// Creating a self-event failed insertion (e.g. payload too large).
     #[error(transparent)]
     Insert(#[from] InsertError),

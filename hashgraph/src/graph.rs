@@ -24,6 +24,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod checkpoint;
+pub use checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
+
 use crate::block::{Block, BlockBody, Frame, FrameEvent, Root};
 use crate::crypto::{Hash, PublicKey, SecretKey};
 use crate::error::{HashgraphError, InsertError};
@@ -39,6 +42,28 @@ pub struct Config {
     pub max_event_bytes: usize,
     /// Most events held while their parents are missing.
     pub max_pending_events: usize,
+    /// An event not yet ordered when round `r` is received, and whose own round is below
+    /// `r - stale_rounds`, is *stale*: it is never ordered (see [`Ready::stale`]). Every node
+    /// decides this alike, and it lets history be evicted behind a withholding or cut-off
+    /// creator instead of waiting for its events forever.
+    pub stale_rounds: u64,
+    /// An event whose other-parent's round is more than this many rounds below its
+    /// self-parent's round is refused ([`InsertError::OtherParentTooOld`]).
+    pub max_parent_round_gap: u64,
+    /// Rounds by which two honest nodes' consensus progress may differ while eviction stays
+    /// invisible to the consensus (see [`Config::min_retained_rounds`]). A node further behind
+    /// than this may find its events refused as too old and has to fast-sync.
+    pub eviction_margin_rounds: u64,
+}
+
+impl Config {
+    /// The fewest rounds [`Hashgraph::evict_before`] keeps behind the last received round:
+    /// the stale horizon, plus room for two maximal parent-round gaps and a margin for nodes
+    /// whose consensus progress differs. An event that names an evicted parent is then stale
+    /// or invalid at every node whose progress is within the margin of ours.
+    pub fn min_retained_rounds(&self) -> u64 {
+        self.stale_rounds + 2 * self.max_parent_round_gap + self.eviction_margin_rounds
+    }
 }
 
 impl Default for Config {
@@ -47,6 +72,9 @@ impl Default for Config {
             coin_round_frequency: 10,
             max_event_bytes: 4 << 20,
             max_pending_events: 20_000,
+            stale_rounds: 20,
+            max_parent_round_gap: 8,
+            eviction_margin_rounds: 8,
         }
     }
 }
@@ -110,6 +138,9 @@ pub struct Ready {
     pub frames: Vec<Frame>,
     /// Forks discovered.
     pub forks: Vec<ForkEvidence>,
+    /// Events that went stale ([`Config::stale_rounds`]): they will never be ordered, at any
+    /// node. A host re-submits the transactions of its own stale events.
+    pub stale: Vec<Event>,
 }
 
 impl Ready {
@@ -119,6 +150,7 @@ impl Ready {
             && self.ordered.is_empty()
             && self.blocks.is_empty()
             && self.forks.is_empty()
+            && self.stale.is_empty()
     }
 }
 
@@ -142,7 +174,7 @@ pub struct EventInfo {
 }
 
 /// Counters for `/stats` and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Events in memory.
     pub events_in_memory: usize,
@@ -167,6 +199,8 @@ pub struct Stats {
     pub forkers: usize,
     /// Votes cast by coin flip in coin rounds (no supermajority either way).
     pub coin_votes: u64,
+    /// Events that went stale (never to be ordered) since start.
+    pub stale_events: u64,
 }
 
 type Seq = u64;
@@ -757,6 +791,17 @@ impl Hashgraph {
                 return Err(InsertError::OtherParentBySelf { id });
             }
         }
+        if let (Some(sp), Some(op)) = (self_parent, other_parent) {
+            let (self_round, other_round) = (self.live(sp).round, self.live(op).round);
+            if other_round + self.config.max_parent_round_gap < self_round {
+                return Err(InsertError::OtherParentTooOld {
+                    id,
+                    other_round,
+                    self_round,
+                    gap: self.config.max_parent_round_gap,
+                });
+            }
+        }
         if body.index < self.creators[creator as usize].chain_base {
             return Err(InsertError::TooOld {
                 id,
@@ -934,6 +979,21 @@ impl Hashgraph {
         Some(self.live(seq).event.id())
     }
 
+    /// Whether `creator`'s next event may name `other_parent`: it is in the DAG and not more
+    /// than [`Config::max_parent_round_gap`] rounds behind the creator's latest event. A host
+    /// picks another peer's head, or none, when this is false.
+    pub fn fits_as_other_parent(&self, creator: &PublicKey, other_parent: &Hash) -> bool {
+        let Some(other) = self.by_id.get(other_parent).and_then(|&s| self.node(s)) else {
+            return false;
+        };
+        let own_round = self
+            .creator_of
+            .get(creator)
+            .and_then(|&c| self.creators[c as usize].chain.back())
+            .map_or(0, |&s| self.live(s).round);
+        other.round + self.config.max_parent_round_gap >= own_round
+    }
+
     /// Creates, signs and inserts the next event of `key`'s owner, on top of its latest event,
     /// with `other_parent` (which must be in the DAG). The timestamp is raised to one past the
     /// self-parent's if the clock went backwards, keeping each creator's timestamps increasing.
@@ -1078,6 +1138,7 @@ impl Hashgraph {
     }
 
     fn receive_round(&mut self, r: u64) {
+        self.drop_stale(r);
         let rs = self.round_state(r).expect("decided rounds are held");
         let famous: Vec<Seq> = rs
             .witnesses
@@ -1233,6 +1294,31 @@ impl Hashgraph {
         }
     }
 
+    /// Before receiving round `r`: every waiting event whose round is more than
+    /// [`Config::stale_rounds`] below `r` goes stale. All nodes agree: an event that one node
+    /// holds and another does not yet is no ancestor of any famous witness the second node has
+    /// received (it would hold it), so the first node cannot order it before the second has it;
+    /// and once it is stale at one node, it is stale at the next round received anywhere.
+    fn drop_stale(&mut self, r: u64) {
+        let Some(horizon) = r.checked_sub(self.config.stale_rounds) else {
+            return;
+        };
+        let old_rounds: Vec<u64> = self
+            .undetermined
+            .range(..horizon)
+            .map(|(round, _)| *round)
+            .collect();
+        for round in old_rounds {
+            for x in self.undetermined.remove(&round).unwrap_or_default() {
+                let event = self.live(x).event.clone();
+                self.undetermined_len -= 1;
+                self.undetermined_payload -= usize::from(event.body().has_payload());
+                self.stats.stale_events += 1;
+                self.ready.stale.push(event);
+            }
+        }
+    }
+
     /// Median over the unique famous witnesses of the timestamp of the earliest self-ancestor
     /// of each that descends from `x`.
     fn consensus_timestamp(&self, x: Seq, famous: &[Seq]) -> i64 {
@@ -1262,12 +1348,17 @@ impl Hashgraph {
     // ----- memory ---------------------------------------------------------------------------
 
     /// Drops from memory the events and round tables older than `round`, as far as consensus
-    /// no longer needs them: only received rounds go, every creator keeps its latest event, and
-    /// nothing at or above the round of an event still waiting to be ordered is dropped. Events
-    /// that later name a dropped parent are refused with [`InsertError::TooOld`].
+    /// no longer needs them: at least [`Config::min_retained_rounds`] rounds behind the last
+    /// received round are kept, every creator keeps its latest event, and nothing at or above
+    /// the round of an event still waiting to be ordered is dropped (waiting events go stale
+    /// after [`Config::stale_rounds`], so this holds eviction back only so far). Events that
+    /// later name a dropped parent are refused with [`InsertError::TooOld`].
     pub fn evict_before(&mut self, round: u64) {
         let oldest_waiting = self.undetermined.keys().next().copied().unwrap_or(u64::MAX);
-        let cutoff = round.min(self.received_next).min(oldest_waiting);
+        let floor = self
+            .received_next
+            .saturating_sub(self.config.min_retained_rounds());
+        let cutoff = round.min(floor).min(oldest_waiting);
         if cutoff <= self.round_base {
             return;
         }
@@ -1430,6 +1521,15 @@ impl Hashgraph {
         self.creators
             .iter()
             .map(|c| (c.key, c.chain_base + c.chain.len() as u64))
+            .collect()
+    }
+
+    /// For sync: per creator, the lowest index still in memory (everything below was
+    /// evicted; a host serves it from its store).
+    pub fn held_from(&self) -> Vec<(PublicKey, u64)> {
+        self.creators
+            .iter()
+            .map(|c| (c.key, c.chain_base))
             .collect()
     }
 

@@ -23,6 +23,7 @@ pub use event::{
     InternalTransactionKind, VerifiedEvent, MAX_EVENT_BYTES,
 };
 pub use graph::{
-    Config, EventInfo, ForkEvidence, Hashgraph, InsertOutcome, OrderedEvent, Ready, Stats,
+    Checkpoint, Config, EventInfo, ForkEvidence, Hashgraph, InsertOutcome, OrderedEvent, Ready,
+    Stats,
 };
 pub use peers::{Peer, PeerSet, PeerSetError};

@@ -46,7 +46,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Rounds of history a validator keeps behind its last consensus round, by default.
-pub const DEFAULT_EVICT_LAG: u64 = 10;
+/// The core keeps at least [`Config::min_retained_rounds`] whatever is asked.
+pub const DEFAULT_EVICT_LAG: u64 = 44;
 
 /// One millisecond of virtual time, in nanoseconds.
 const MS: u64 = 1_000_000;
@@ -1032,7 +1033,12 @@ impl Sim {
                 }
             }
         }
-        let other = self.nodes[me].hg.head(&self.nodes[from].pk);
+        let node = &self.nodes[me];
+        // A stale tip (a creator far behind) would make the event invalid: build on none.
+        let other = node
+            .hg
+            .head(&self.nodes[from].pk)
+            .filter(|head| node.hg.fits_as_other_parent(&node.pk, head));
         self.create_event(me, other);
     }
 
@@ -1106,6 +1112,11 @@ impl Sim {
             points.push(inserted.len());
         }
         if node.role.is_honest() {
+            // Our events that went stale will never be ordered: submit their transactions again.
+            for event in ready.stale.iter().filter(|e| *e.creator() == node.pk) {
+                node.pending_txs
+                    .extend(event.body().transactions.iter().cloned());
+            }
             self.forks_detected += ready.forks.len() as u64;
             for block in ready.blocks {
                 for tx in &block.body.transactions {

@@ -125,11 +125,16 @@ fn validators_agree_after_a_partition_heals() {
 fn eviction_keeps_memory_bounded() {
     let config = SimConfig {
         byzantine: 0,
-        ..SimConfig::new(4, 1500, 5)
+        ..SimConfig::new(4, 5000, 5)
     };
+    // The simulator asks for the least history the core keeps.
+    assert_eq!(
+        sim::DEFAULT_EVICT_LAG,
+        Config::default().min_retained_rounds()
+    );
     let r = sim::run(&config);
     assert_passed(std::slice::from_ref(&r));
-    assert!(r.rounds > 40, "{} rounds", r.rounds);
+    assert!(r.rounds > 3 * sim::DEFAULT_EVICT_LAG, "{} rounds", r.rounds);
     assert!(
         r.peak_events_in_memory * 3 < r.events as usize,
         "peak {} events in memory out of {}",
@@ -163,11 +168,18 @@ fn forking_validators_do_not_split_honest_ones() {
 #[test]
 fn a_first_event_released_after_eviction_is_refused() {
     let (keys, peers) = sim::validators(4);
+    // Short horizons, so that round 3 can be evicted once round 5 is received.
+    let config = Config {
+        stale_rounds: 1,
+        max_parent_round_gap: 1,
+        eviction_margin_rounds: 0,
+        ..Config::default()
+    };
     let mut hgs: Vec<Hashgraph> = (0..3)
-        .map(|_| Hashgraph::new(Config::default(), peers.clone()))
+        .map(|_| Hashgraph::new(config.clone(), peers.clone()))
         .collect();
     // Validator 3 makes its first event and keeps it to itself.
-    let mut withholder = Hashgraph::new(Config::default(), peers.clone());
+    let mut withholder = Hashgraph::new(config.clone(), peers.clone());
     let late = withholder
         .create_event(&keys[3], None, 0, vec![], vec![], vec![])
         .unwrap();

@@ -92,8 +92,11 @@ pub fn gossip(members: &mut [Member], steps: usize, seed: u64, lazy: &[usize]) {
                 members[to].hg.insert_event(e).unwrap();
             }
         }
+        // As an honest host does: a head too far behind ours would make the event invalid.
         let other = if n > 1 {
-            members[to].hg.head(&members[from].key.public_key())
+            let hg = &members[to].hg;
+            hg.head(&members[from].key.public_key())
+                .filter(|head| hg.fits_as_other_parent(&members[to].key.public_key(), head))
         } else {
             None
         };
