@@ -10,43 +10,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use hearsay_proxy::{AppHandler, Block, CommitResponse};
-
-fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// An app that records when each transaction reached it.
-#[derive(Default)]
-struct TimingApp {
-    seen: Mutex<HashMap<String, u128>>,
-}
-
-impl AppHandler for TimingApp {
-    fn commit_block(&self, block: &Block) -> Result<CommitResponse, String> {
-        let now = now_nanos();
-        let mut seen = self.seen.lock().unwrap();
-        for tx in &block.body.transactions {
-            let text = String::from_utf8_lossy(tx);
-            let id = text.split(' ').next().unwrap_or_default().to_string();
-            seen.entry(id).or_insert(now);
-        }
-        Ok(CommitResponse::accept_all(vec![0; 32], block))
-    }
-    fn get_snapshot(&self, _index: u64) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-    fn restore(&self, _snapshot: &[u8]) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-}
+use common::load::{self, Load};
 
 struct RunResult {
     committed_tps: f64,
@@ -55,99 +21,20 @@ struct RunResult {
     lost: usize,
 }
 
-async fn one_run(rate: u64, seconds: u64) -> RunResult {
-    let mut net = common::Network::create(4).await;
+fn one_run(runtime: &tokio::runtime::Runtime, rate: u64, seconds: u64) -> RunResult {
+    let mut net = runtime.block_on(common::Network::create(4));
     net.log_level = "info".into();
-    // Replace the recording apps with timing apps on the same addresses.
-    let apps: Vec<Arc<TimingApp>> = (0..4).map(|_| Arc::new(TimingApp::default())).collect();
-    for (i, app) in apps.iter().enumerate() {
-        net.replace_app(i, Arc::clone(app)).await;
-    }
-    net.start_all();
-    // Warm up: one transaction through node 0, committed everywhere.
-    let mut warm = common::RawProxy::connect(net.nodes[0].proxy_listen);
-    assert_eq!(warm.submit(0, b"warmup")["result"], true);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !apps
-        .iter()
-        .all(|a| a.seen.lock().unwrap().contains_key("warmup"))
-    {
-        assert!(Instant::now() < deadline, "the network did not start");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
-    let per_node = rate / 4;
-    let total_per_node = per_node * seconds;
-    let interval = Duration::from_nanos(1_000_000_000 / per_node.max(1));
-    let started = Instant::now();
-    let mut threads = Vec::new();
-    for (node, info) in net.nodes.iter().enumerate() {
-        let addr = info.proxy_listen;
-        threads.push(std::thread::spawn(move || {
-            let mut proxy = common::RawProxy::connect(addr);
-            let mut submitted = Vec::with_capacity(total_per_node as usize);
-            let begin = Instant::now();
-            for i in 0..total_per_node {
-                let due = begin + interval * i as u32;
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                let id = format!("b{node}-{i}");
-                let mut tx = format!("{id} ").into_bytes();
-                tx.resize(200, b'.');
-                let at = now_nanos();
-                if proxy.submit(i, &tx)["result"] == true {
-                    submitted.push((id, at));
-                }
-            }
-            submitted
-        }));
-    }
-    let mut submitted: Vec<(usize, String, u128)> = Vec::new();
-    for (node, t) in threads.into_iter().enumerate() {
-        let list = tokio::task::spawn_blocking(move || t.join().unwrap())
-            .await
-            .unwrap();
-        submitted.extend(list.into_iter().map(|(id, at)| (node, id, at)));
-    }
+    let apps = runtime.block_on(load::start_timed(&mut net));
+    let proxies: Vec<_> = net.nodes.iter().map(|n| n.proxy_listen).collect();
+    let submitted = Load::start(&proxies, rate, Duration::from_secs(seconds), 0).join();
     // Wait for the tail to commit.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = submitted
-            .iter()
-            .all(|(node, id, _)| apps[*node].seen.lock().unwrap().contains_key(id));
-        if done || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut latencies: Vec<f64> = Vec::new();
-    let mut lost = 0;
-    let mut last_commit = 0u128;
-    let first_submit = submitted.iter().map(|(_, _, at)| *at).min().unwrap_or(0);
-    for (node, id, at) in &submitted {
-        match apps[*node].seen.lock().unwrap().get(id) {
-            Some(&done) => {
-                latencies.push((done.saturating_sub(*at)) as f64 / 1e6);
-                last_commit = last_commit.max(done);
-            }
-            None => lost += 1,
-        }
-    }
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        latencies[((latencies.len() - 1) as f64 * p).round() as usize]
-    };
-    let window = ((last_commit.saturating_sub(first_submit)) as f64 / 1e9).max(elapsed.min(1.0));
+    submitted.wait_delivered(&apps, Duration::from_secs(60));
+    let outcome = submitted.outcome(&apps);
     RunResult {
-        committed_tps: latencies.len() as f64 / window,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        lost,
+        committed_tps: outcome.committed_tps(),
+        p50_ms: outcome.percentile(0.50),
+        p99_ms: outcome.percentile(0.99),
+        lost: outcome.lost,
     }
 }
 
@@ -172,7 +59,7 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|");
     for &rate in rates {
         let results: Vec<RunResult> = (0..runs)
-            .map(|_| runtime.block_on(one_run(rate, seconds)))
+            .map(|_| one_run(&runtime, rate, seconds))
             .collect();
         println!(
             "| {rate} | {:.0} | {:.1} | {:.1} | {} |",

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -175,6 +177,17 @@ impl Network {
         }
     }
 
+    /// Node `i`'s exit status if its process has ended on its own; `None` while it runs (or
+    /// if it was never started, or was stopped through [`Network::kill`]/[`Network::terminate`]).
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.children[i].as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// The process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
     /// Stops node `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {
@@ -286,19 +299,21 @@ impl RawProxy {
     pub fn connect(addr: SocketAddr) -> RawProxy {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match TcpStream::connect(addr) {
-                Ok(stream) => {
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(20)))
-                        .unwrap();
-                    return RawProxy {
-                        stream: BufReader::new(stream),
-                    };
-                }
+            match RawProxy::try_connect(addr) {
+                Ok(proxy) => return proxy,
                 Err(e) if Instant::now() > deadline => panic!("proxy {addr}: {e}"),
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// One attempt to connect, for a node that may be down.
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<RawProxy> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        Ok(RawProxy {
+            stream: BufReader::new(stream),
+        })
     }
 
     /// Sends raw bytes and reads one answer line.
@@ -311,14 +326,26 @@ impl RawProxy {
 
     /// Submits a transaction, returning the answer as JSON.
     pub fn submit(&mut self, id: u64, tx: &[u8]) -> serde_json::Value {
+        self.try_submit(id, tx)
+            .unwrap_or_else(|e| panic!("SubmitTx {id}: {e}"))
+    }
+
+    /// Submits a transaction; an error if the connection fails or the answer is not JSON
+    /// (as when the node stops: the answer is then unknown).
+    pub fn try_submit(&mut self, id: u64, tx: &[u8]) -> std::io::Result<serde_json::Value> {
         use base64::Engine;
         let request = serde_json::json!({
             "method": "Babble.SubmitTx",
             "params": [base64::engine::general_purpose::STANDARD.encode(tx)],
             "id": id
         });
-        let line = self.call_raw(request.to_string().as_bytes()).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("answer {line:?}: {e}"))
+        let line = self.call_raw(request.to_string().as_bytes())?;
+        serde_json::from_str(&line).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("answer {line:?}: {e}"),
+            )
+        })
     }
 }
 
