@@ -60,7 +60,7 @@ fn main() {
         let started = Instant::now();
         let store = RocksStore::open(&path).unwrap();
         let mut hg = Hashgraph::new(Config::default(), set.clone());
-        hearsay::node::replay(&mut hg, &store).unwrap();
+        hearsay::node::replay(&mut hg, &store, 0).unwrap();
         hg.run_consensus();
         let ready = hg.take_ready();
         let elapsed = started.elapsed().as_secs_f64();

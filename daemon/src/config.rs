@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Undetermined events per validator that suspend the node [default: 100]
     #[arg(long, env = "HEARSAY_SUSPEND_LIMIT")]
     pub suspend_limit: Option<usize>,
+    /// Rounds of decided history kept in memory behind the last consensus round; older events
+    /// are served from the database. Hearsay's own flag; at least 44 [default: 50]
+    #[arg(long, env = "HEARSAY_MEMORY_ROUNDS")]
+    pub memory_rounds: Option<u64>,
     /// Accepted for Babble compatibility: the RocksDB store is always on
     #[arg(long, env = "HEARSAY_STORE", num_args = 0..=1, default_missing_value = "true")]
     pub store: Option<bool>,
@@ -99,6 +103,7 @@ struct FileConfig {
     slow_heartbeat: Option<String>,
     sync_limit: Option<u32>,
     suspend_limit: Option<usize>,
+    memory_rounds: Option<u64>,
     store: Option<bool>,
     db: Option<PathBuf>,
     bootstrap: Option<bool>,
@@ -160,6 +165,8 @@ pub struct Config {
     pub sync_limit: u32,
     /// Undetermined events per validator that suspend the node.
     pub suspend_limit: usize,
+    /// Rounds of decided history kept in memory.
+    pub memory_rounds: u64,
     /// Database folder.
     pub db: PathBuf,
     /// Deliver every block to the app again from block 0.
@@ -213,6 +220,14 @@ impl RunArgs {
         if sync_limit == 0 {
             bail!("--sync-limit must be at least 1");
         }
+        let memory_rounds = self.memory_rounds.or(file.memory_rounds).unwrap_or(50);
+        let floor = hashgraph::Config::default().min_retained_rounds();
+        if memory_rounds < floor {
+            bail!(
+                "--memory-rounds must be at least {floor}: the consensus keeps that many rounds \
+                 so that every node judges late events alike"
+            );
+        }
         Ok(Config {
             log: pick(self.log, file.log, "info"),
             moniker: pick(self.moniker, file.moniker, ""),
@@ -244,6 +259,7 @@ impl RunArgs {
             )?,
             sync_limit,
             suspend_limit: self.suspend_limit.or(file.suspend_limit).unwrap_or(100),
+            memory_rounds,
             ignored_keys: ignored,
             db: self.db.or(file.db).unwrap_or_else(|| datadir.join("db")),
             bootstrap: self.bootstrap.or(file.bootstrap).unwrap_or(false),

@@ -572,3 +572,117 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
     .await;
     assert_eq!(net.apps[3].summary()[..blocks], full[..]);
 }
+
+/// A `/stats` counter as a number (Babble's `/stats` gives strings).
+fn stat(net: &Network, i: usize, key: &str) -> Option<u64> {
+    net.stats(i)[key].as_str().and_then(|v| v.parse().ok())
+}
+
+/// Decided history leaves memory (events in memory stay a fraction of those ordered), a node
+/// down while the others went far past what they keep in memory is served the history it
+/// lacks from their databases, and its own restart resumes from a checkpoint instead of
+/// replaying everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_leaves_memory_and_a_far_behind_node_is_served_from_the_store() {
+    let mut net = Network::create(4).await;
+    net.start_all();
+    let mut wanted: HashSet<String> = HashSet::new();
+    let mut batch = 0;
+    // Enough rounds for checkpoints on every node (one per 16 rounds).
+    while stat(&net, 0, "last_consensus_round").unwrap_or(0) < 40 {
+        wanted.extend(submit_everywhere(&net, &format!("warm{batch}"), 40).await);
+        batch += 1;
+        assert!(batch < 2000, "no progress:\n{}", net.describe());
+    }
+    net.wait_for("the warm-up everywhere", Duration::from_secs(60), |net| {
+        net.apps.iter().all(|a| has_all(&a.transactions(), &wanted))
+    })
+    .await;
+
+    net.kill(3);
+    let killed_at = stat(&net, 0, "last_consensus_round").unwrap();
+    // Past the 50 rounds kept in memory by default, and then some.
+    let target = killed_at + 150;
+    let mut peak_in_memory = 0;
+    let mut batch = 0;
+    while stat(&net, 0, "last_consensus_round").unwrap_or(0) < target {
+        let sent = submit_everywhere_but(&net, 3, &format!("down{batch}"), 30).await;
+        wanted.extend(sent);
+        batch += 1;
+        assert!(batch < 5000, "no progress:\n{}", net.describe());
+        peak_in_memory = peak_in_memory.max(stat(&net, 0, "events_in_memory").unwrap_or(0));
+    }
+    let ordered = stat(&net, 0, "consensus_events").unwrap();
+    assert!(
+        peak_in_memory * 2 < ordered,
+        "node 0 held up to {peak_in_memory} events in memory of {ordered} ordered"
+    );
+
+    net.start(3);
+    net.wait_for(
+        "the node that was down to catch up",
+        Duration::from_secs(120),
+        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &wanted)),
+    )
+    .await;
+    let reference = net.apps[0].summary();
+    net.wait_for("identical blocks", Duration::from_secs(60), |net| {
+        net.apps.iter().all(|a| {
+            let mine = a.summary();
+            let common = mine.len().min(reference.len());
+            mine[..common] == reference[..common]
+        })
+    })
+    .await;
+    for app in &net.apps {
+        let txs = app.transactions();
+        assert_eq!(
+            txs.len(),
+            txs.iter().collect::<HashSet<_>>().len(),
+            "a transaction was delivered twice"
+        );
+    }
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap();
+    let resumed = log
+        .lines()
+        .find(|l| l.contains("resumed from the store"))
+        .unwrap_or_else(|| panic!("node 3 did not resume from its store:\n{log}"));
+    assert!(
+        !resumed.contains("checkpoint_events=0"),
+        "node 3 replayed everything instead of resuming from a checkpoint: {resumed}"
+    );
+}
+
+/// [`submit_everywhere`] through every node but `skip`.
+async fn submit_everywhere_but(
+    net: &Network,
+    skip: usize,
+    prefix: &str,
+    count: usize,
+) -> Vec<String> {
+    let mut threads = Vec::new();
+    for (node, info) in net.nodes.iter().enumerate().filter(|(i, _)| *i != skip) {
+        let addr = info.proxy_listen;
+        let prefix = prefix.to_string();
+        let per_node = count / (net.nodes.len() - 1);
+        threads.push(std::thread::spawn(move || {
+            let mut proxy = RawProxy::connect(addr);
+            (0..per_node)
+                .map(|i| {
+                    let tx = format!("{prefix}-{node}-{i}");
+                    assert_eq!(proxy.submit(i as u64, tx.as_bytes())["result"], true);
+                    tx
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(
+            tokio::task::spawn_blocking(move || t.join().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    all
+}

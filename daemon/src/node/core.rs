@@ -2,7 +2,7 @@
 //! the blocks. Every other task talks to it through [`CoreHandle`] commands, so the core stays
 //! single-threaded and nothing holds a lock across I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use hashgraph::{
@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::pool::TxPool;
 use super::NodeState;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Most bytes of transactions put in one event (well under the core's event size limit).
 pub const MAX_EVENT_PAYLOAD: usize = 1 << 20;
@@ -23,6 +23,27 @@ pub const MAX_EVENT_PAYLOAD: usize = 1 << 20;
 pub const PROBE_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most block signatures of others kept while waiting for our own app's answer.
 const MAX_STASHED_SIGNATURES: usize = 100_000;
+/// Blocks kept in memory; older ones are read from the store.
+const RECENT_BLOCKS: usize = 256;
+/// Consensus rounds between two evictions of decided history, each followed by a checkpoint
+/// of the consensus state (a restart replays only the events accepted since).
+pub const CHECKPOINT_EVERY_ROUNDS: u64 = 16;
+
+/// What a restart saves besides the hashgraph: the core's own counters.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SavedCore {
+    /// Transactions ordered so far.
+    pub transactions: u64,
+    /// The consensus state.
+    pub hashgraph: hashgraph::Checkpoint,
+}
+
+/// Stops the process on a failed write: going on with a store that lacks what the node did
+/// could make it sign a second event at an index after a restart, or lose a block.
+fn fatal_store_error(error: &StoreError, what: &str) -> ! {
+    tracing::error!(error = %error, "cannot persist {what}; stopping so that nothing is lost or signed twice after a restart");
+    std::process::exit(1);
+}
 
 /// What an insertion batch did, for the gossip task.
 #[derive(Debug, Default)]
@@ -256,6 +277,13 @@ pub struct CoreOutputs {
     pub store: Arc<dyn Store>,
     /// Deliver every block to the app again (`--bootstrap`).
     pub bootstrap: bool,
+    /// Blocks made before the state the hashgraph was restored from: they are in the store,
+    /// and those the app has not acknowledged are delivered first.
+    pub blocks_before: u64,
+    /// Transactions ordered in those blocks.
+    pub transactions_before: u64,
+    /// Rounds of decided history kept in memory.
+    pub memory_rounds: u64,
 }
 
 /// The core's state, owned by its task.
@@ -270,8 +298,12 @@ pub struct Core {
     /// caught up, so a network that lost its quorum recovers on its own when it returns.
     suspended_by_limit: bool,
     last_probe: Option<std::time::Instant>,
-    /// Blocks by index (all of them for now; the store will page old ones out).
-    blocks: Vec<Block>,
+    /// The latest blocks, from index `recent_base`; older ones are in the store.
+    recent: VecDeque<Block>,
+    recent_base: u64,
+    /// Rounds of decided history kept in memory, and the round of the last checkpoint.
+    memory_rounds: u64,
+    checkpointed_round: u64,
     /// Signatures of ours waiting to ride in our next event.
     our_signatures: Vec<BlockSignature>,
     /// Others' signatures for blocks our app has not answered yet.
@@ -309,6 +341,9 @@ impl Core {
             wake,
             store,
             bootstrap,
+            blocks_before,
+            transactions_before,
+            memory_rounds,
         } = outputs;
         let acknowledged_at_start = if bootstrap {
             None
@@ -318,6 +353,7 @@ impl Core {
                 None
             })
         };
+        let checkpointed_round = hg.last_consensus_round().unwrap_or(0);
         Core {
             hg,
             key,
@@ -326,12 +362,19 @@ impl Core {
             suspend_limit,
             suspended_by_limit: false,
             last_probe: None,
-            blocks: Vec::new(),
+            recent: VecDeque::new(),
+            recent_base: blocks_before,
+            memory_rounds,
+            checkpointed_round,
             our_signatures: Vec::new(),
             stashed: HashMap::new(),
             stashed_count: 0,
-            transactions: 0,
-            blocks_committed: 0,
+            transactions: transactions_before,
+            blocks_committed: if bootstrap {
+                0
+            } else {
+                acknowledged_at_start.map_or(0, |a| (a + 1).min(blocks_before))
+            },
             self_events: 0,
             deliver,
             state_changes,
@@ -349,7 +392,22 @@ impl Core {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        // Blocks recomputed from the store go out (or are recognised as delivered) at once.
+        // Stored blocks the app has not acknowledged go out first, then those recomputed from
+        // the events replayed since the checkpoint (or recognised as delivered).
+        let first = if self.acknowledged_at_start.is_none() {
+            0
+        } else {
+            self.blocks_committed
+        };
+        for index in first..self.recent_base {
+            match self.store.block(index) {
+                Ok(Some(block)) => {
+                    let _ = self.deliver.send(block);
+                }
+                Ok(None) => tracing::error!(block = index, "a stored block is missing"),
+                Err(e) => tracing::error!(error = %e, block = index, "cannot read a stored block"),
+            }
+        }
         self.settle();
         while let Some(command) = rx.recv().await {
             self.handle(command);
@@ -371,7 +429,7 @@ impl Core {
                 limit,
                 reply,
             } => {
-                let mut events = self.hg.events_unknown_to(&known, limit.saturating_add(1));
+                let mut events = self.events_unknown_to(&known, limit.saturating_add(1));
                 let more = events.len() > limit;
                 events.truncate(limit);
                 let _ = reply.send(SyncResponse {
@@ -383,7 +441,10 @@ impl Core {
             Command::Fetch(ids, reply) => {
                 let events = ids
                     .iter()
-                    .filter_map(|id| self.hg.event(id).map(Event::to_bytes))
+                    .filter_map(|id| match self.hg.event(id) {
+                        Some(e) => Some(e.to_bytes()),
+                        None => self.store.event(id).ok().flatten().map(|e| e.to_bytes()),
+                    })
                     .collect();
                 let _ = reply.send(events);
             }
@@ -411,8 +472,8 @@ impl Core {
                 count,
                 reply,
             } => {
-                let from = usize::try_from(start).unwrap_or(usize::MAX);
-                let blocks = self.blocks.iter().skip(from).take(count).cloned().collect();
+                let end = start.saturating_add(count as u64).min(self.block_count());
+                let blocks = (start..end).filter_map(|i| self.block(i)).collect();
                 let _ = reply.send(blocks);
             }
             Command::History(reply) => {
@@ -478,7 +539,11 @@ impl Core {
         if probing {
             self.last_probe = Some(std::time::Instant::now());
         }
-        let other_parent = other.and_then(|o| self.hg.head(&o));
+        // A head far behind ours would make the event invalid: build on none instead.
+        let me = self.key.public_key();
+        let other_parent = other
+            .and_then(|o| self.hg.head(&o))
+            .filter(|head| self.hg.fits_as_other_parent(&me, head));
         let (consumed, transactions): (Vec<u64>, Vec<Vec<u8>>) =
             self.pool.take(MAX_EVENT_PAYLOAD).into_iter().unzip();
         let signatures = std::mem::take(&mut self.our_signatures);
@@ -499,12 +564,7 @@ impl Core {
                 // Durable before anyone can see it: commands run one at a time, so no sync
                 // can hand this event out before the write returns.
                 if let Err(e) = self.store.put_self_event(&event, &consumed) {
-                    tracing::error!(
-                        error = %e,
-                        "cannot persist our own event; stopping rather than risk signing a \
-                         second event at this index after a restart"
-                    );
-                    std::process::exit(1);
+                    fatal_store_error(&e, "our own event");
                 }
                 self.self_events += 1;
                 self.settle();
@@ -527,8 +587,24 @@ impl Core {
             self.wake.notify_one();
         }
         if let Err(e) = self.store.put_events(&ready.events) {
-            // Others' events can be fetched again from peers; ours were written already.
-            tracing::error!(error = %e, "cannot persist received events");
+            fatal_store_error(&e, "received events");
+        }
+        let me = self.key.public_key();
+        for event in ready.stale.iter().filter(|e| *e.creator() == me) {
+            match self
+                .pool
+                .resubmit(&event.id(), event.body().transactions.clone())
+            {
+                Ok(true) => tracing::info!(
+                    event = ?event.id(),
+                    transactions = event.body().transactions.len(),
+                    "our event went stale: its transactions are submitted again"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot submit a stale event's transactions again")
+                }
+            }
         }
         for event in &ready.events {
             let creator = *event.creator();
@@ -549,7 +625,7 @@ impl Core {
                 // The app has this block from before the restart: keep its answer and
                 // signatures, and do not deliver it twice.
                 Some(stored) if stored.body == block.body && !stored.state_hash.is_empty() => {
-                    self.blocks.push(stored);
+                    self.push_block(stored);
                     self.blocks_committed = self.blocks_committed.max(index + 1);
                 }
                 _ => {
@@ -558,13 +634,14 @@ impl Core {
                         .put_block(&block)
                         .and_then(|()| self.store.put_frame(index, &frame))
                     {
-                        tracing::error!(error = %e, block = index, "cannot persist a block");
+                        fatal_store_error(&e, "a block");
                     }
                     let _ = self.deliver.send(block.clone());
-                    self.blocks.push(block);
+                    self.push_block(block);
                 }
             }
         }
+        self.evict_and_checkpoint();
         let stats = self.hg.stats();
         let n = self.hg.peer_set(stats.last_round.unwrap_or(0)).len();
         let limit = self.suspend_limit.saturating_mul(n);
@@ -590,19 +667,14 @@ impl Core {
     }
 
     fn add_signature(&mut self, signer: PublicKey, sig: BlockSignature) {
-        let Ok(index) = usize::try_from(sig.index) else {
-            return;
-        };
         // Blocks are committed in order, so every index below `blocks_committed` has our
         // app's state hash and can be checked now.
         if self.blocks_committed > sig.index {
-            if let Some(block) = self.blocks.get_mut(index) {
+            if let Some(mut block) = self.block(sig.index) {
                 if block.verify_signature(&signer, &sig.signature)
                     && block.signatures.insert(signer, sig.signature).is_none()
                 {
-                    if let Err(e) = self.store.put_block(block) {
-                        tracing::error!(error = %e, block = index, "cannot persist a block signature");
-                    }
+                    self.update_block(block, "a block signature");
                 }
             }
         } else if self.stashed_count < MAX_STASHED_SIGNATURES {
@@ -620,10 +692,7 @@ impl Core {
         state_hash: Vec<u8>,
         receipts: Vec<hashgraph::InternalTransactionReceipt>,
     ) {
-        let Some(block) = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.blocks.get_mut(i))
-        else {
+        let Some(mut block) = self.block(index) else {
             return;
         };
         block.state_hash = state_hash;
@@ -638,15 +707,107 @@ impl Core {
             }
         }
         self.blocks_committed = self.blocks_committed.max(index + 1);
-        if let Err(e) = self
-            .store
-            .put_block(block)
-            .and_then(|()| self.store.set_app_acknowledged(index))
-        {
-            tracing::error!(error = %e, block = index, "cannot record the app's answer");
+        self.update_block(block, "the app's answer");
+        if let Err(e) = self.store.set_app_acknowledged(index) {
+            fatal_store_error(&e, "the app's answer");
         }
         self.our_signatures
             .push(BlockSignature { index, signature });
+    }
+
+    fn block_count(&self) -> u64 {
+        self.recent_base + self.recent.len() as u64
+    }
+
+    fn push_block(&mut self, block: Block) {
+        self.recent.push_back(block);
+        while self.recent.len() > RECENT_BLOCKS {
+            self.recent.pop_front();
+            self.recent_base += 1;
+        }
+    }
+
+    /// A block from memory or, if older, from the store.
+    fn block(&self, index: u64) -> Option<Block> {
+        match index.checked_sub(self.recent_base) {
+            Some(i) => self.recent.get(usize::try_from(i).ok()?).cloned(),
+            None => self.store.block(index).ok().flatten(),
+        }
+    }
+
+    /// Records a changed block in memory (if recent) and in the store.
+    fn update_block(&mut self, block: Block, what: &str) {
+        if let Err(e) = self.store.put_block(&block) {
+            fatal_store_error(&e, what);
+        }
+        if let Some(i) = block.body.index.checked_sub(self.recent_base) {
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| self.recent.get_mut(i)) {
+                *slot = block;
+            }
+        }
+    }
+
+    /// Every [`CHECKPOINT_EVERY_ROUNDS`] consensus rounds: drops decided history older than
+    /// `memory_rounds` from memory and saves the consensus state, so that a restart replays
+    /// only the events accepted since.
+    fn evict_and_checkpoint(&mut self) {
+        let Some(round) = self.hg.last_consensus_round() else {
+            return;
+        };
+        if round < self.checkpointed_round + CHECKPOINT_EVERY_ROUNDS {
+            return;
+        }
+        self.checkpointed_round = round;
+        self.hg
+            .evict_before(round.saturating_sub(self.memory_rounds));
+        let saved = SavedCore {
+            transactions: self.transactions,
+            hashgraph: self.hg.checkpoint(),
+        };
+        let bytes = postcard::to_stdvec(&saved).expect("encoding into a Vec cannot fail");
+        let covered = match self.store.event_count() {
+            Ok(n) => n,
+            Err(e) => fatal_store_error(&e, "a checkpoint"),
+        };
+        if let Err(e) = self.store.put_checkpoint(&bytes, covered) {
+            fatal_store_error(&e, "a checkpoint");
+        }
+        tracing::debug!(round, bytes = bytes.len(), events = covered, "checkpoint");
+    }
+
+    /// The events a peer whose counts are `known` lacks, in a topological order: from memory,
+    /// or, when the peer is behind what memory holds, from the store (acceptance order).
+    fn events_unknown_to(&self, known: &[(PublicKey, u64)], limit: usize) -> Vec<Event> {
+        let theirs: HashMap<PublicKey, u64> = known.iter().copied().collect();
+        let behind: Vec<(PublicKey, u64)> = self
+            .hg
+            .held_from()
+            .into_iter()
+            .filter_map(|(creator, held)| {
+                let from = theirs.get(&creator).copied().unwrap_or(0);
+                (from < held).then_some((creator, from))
+            })
+            .collect();
+        if behind.is_empty() {
+            return self.hg.events_unknown_to(known, limit);
+        }
+        let mut found: Vec<(u64, Event)> = Vec::new();
+        for (creator, ours) in self.hg.known() {
+            let from = theirs.get(&creator).copied().unwrap_or(0);
+            if from >= ours {
+                continue;
+            }
+            match self.store.creator_events(&creator, from, limit) {
+                Ok(events) => found.extend(events),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read stored events for a peer");
+                    return Vec::new();
+                }
+            }
+        }
+        found.sort_unstable_by_key(|(position, _)| *position);
+        found.truncate(limit);
+        found.into_iter().map(|(_, e)| e).collect()
     }
 
     fn graph(&self, limit: usize) -> GraphSnapshot {
@@ -674,7 +835,7 @@ impl Core {
                 (r, witnesses)
             })
             .collect();
-        let blocks = self.blocks[self.blocks.len().saturating_sub(10)..].to_vec();
+        let blocks = self.recent.iter().rev().take(10).rev().cloned().collect();
         GraphSnapshot {
             events,
             rounds,
@@ -692,7 +853,7 @@ impl Core {
             last_peer_change: history.iter().map(|(r, _)| *r).filter(|r| *r > 0).max(),
             stats,
             transactions: self.transactions,
-            blocks: self.blocks.len() as u64,
+            blocks: self.block_count(),
             blocks_committed: self.blocks_committed,
             self_events: self.self_events,
         }

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hashgraph::{Event, Hash, KeyCache, Peer, PeerSet, PublicKey, SecretKey, VerifiedEvent};
@@ -142,6 +142,9 @@ pub async fn gossip_loop(
         .cloned()
         .collect();
     let mut rng = rand::rngs::SmallRng::from_entropy();
+    // Peers that failed are left alone for a while, so that a dead peer costs one RPC timeout
+    // per backoff period instead of one in every few gossip rounds.
+    let mut backoff: Vec<PeerBackoff> = vec![PeerBackoff::default(); others.len()];
     loop {
         let busy = shared.core.busy().await.unwrap_or(false);
         let wait = if busy {
@@ -157,7 +160,16 @@ pub async fn gossip_loop(
         if *shutdown.borrow() {
             return;
         }
-        let Some(peer) = others.choose(&mut rng) else {
+        let now = Instant::now();
+        let ready: Vec<usize> = (0..others.len())
+            .filter(|&i| backoff[i].until.is_none_or(|until| until <= now))
+            .collect();
+        let choice = if ready.is_empty() {
+            (0..others.len()).min_by_key(|&i| backoff[i].until)
+        } else {
+            ready.choose(&mut rng).copied()
+        };
+        let Some(peer) = choice.map(|i| &others[i]) else {
             // A single validator orders its own events alone.
             if shared.core.create_event(None).await.is_err() {
                 return;
@@ -167,6 +179,7 @@ pub async fn gossip_loop(
         let started = Instant::now();
         match sync_with(&shared, &transport, peer).await {
             Ok(()) => {
+                backoff[choice.expect("a peer was chosen")] = PeerBackoff::default();
                 shared.gossip.syncs_ok.fetch_add(1, Ordering::Relaxed);
                 shared
                     .gossip
@@ -174,10 +187,32 @@ pub async fn gossip_loop(
                     .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             }
             Err(e) => {
+                backoff[choice.expect("a peer was chosen")].failed(Instant::now());
                 shared.gossip.syncs_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %peer.moniker, error = %format!("{e:#}"), "sync failed");
             }
         }
+    }
+}
+
+/// When a peer may be tried again after consecutive failures: 100 ms after the first, doubling
+/// up to [`MAX_BACKOFF`].
+#[derive(Clone, Default)]
+struct PeerBackoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// Longest pause before a failed peer is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl PeerBackoff {
+    fn failed(&mut self, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        let pause = Duration::from_millis(100)
+            .saturating_mul(1 << self.failures.min(16).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        self.until = Some(now + pause);
     }
 }
 

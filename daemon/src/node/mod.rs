@@ -204,11 +204,10 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         self::core::MAX_EVENT_PAYLOAD,
         Arc::clone(&store),
     )?);
-    let mut hg = Hashgraph::new(hashgraph::Config::default(), genesis.clone());
-    replay(&mut hg, store.as_ref())?;
+    let resumed = resume(genesis.clone(), store.as_ref())?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let core = Core::new(
-        hg,
+        resumed.hg,
         key.clone(),
         Arc::clone(&pool),
         initial,
@@ -219,6 +218,9 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             wake: Arc::clone(&wake),
             store: Arc::clone(&store),
             bootstrap: config.bootstrap,
+            blocks_before: resumed.blocks_before,
+            transactions_before: resumed.transactions_before,
+            memory_rounds: config.memory_rounds,
         },
     );
     let (core_handle, core_task) = core.spawn();
@@ -300,14 +302,74 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     })
 }
 
-/// Inserts the stored events into a fresh hashgraph, in the order they were accepted, so
-/// that the node resumes its own sequence (never signing a second event at an index) and
-/// recomputes consensus; blocks the app already acknowledged are not delivered again.
-pub fn replay(hg: &mut Hashgraph, store: &dyn crate::store::Store) -> anyhow::Result<()> {
+/// The hashgraph a node resumes with, and what it needs to know about the blocks before it.
+pub struct Resumed {
+    /// The hashgraph, with every stored event in it (or in the checkpoint it came from).
+    pub hg: Hashgraph,
+    /// Blocks made before the checkpoint (in the store; replay makes the ones after).
+    pub blocks_before: u64,
+    /// Transactions in those blocks.
+    pub transactions_before: u64,
+}
+
+/// Resumes from the store: the last checkpoint of the consensus state, then the events
+/// accepted after it, in the order they were accepted (so that the node resumes its own
+/// sequence and never signs a second event at an index). The time this takes depends on the
+/// history in memory and the events since the checkpoint, not on the length of the history.
+/// Without a checkpoint (or with one this version cannot read) every stored event is replayed.
+pub fn resume(genesis: PeerSet, store: &dyn crate::store::Store) -> anyhow::Result<Resumed> {
+    let started = std::time::Instant::now();
+    let config = hashgraph::Config::default();
+    let restored = match store.checkpoint()? {
+        Some((bytes, covered)) => match postcard::from_bytes::<self::core::SavedCore>(&bytes) {
+            Ok(saved) => {
+                let hg = Hashgraph::restore(config.clone(), saved.hashgraph, |id| {
+                    store.event(id).ok().flatten()
+                });
+                match hg {
+                    Ok(hg) => Some((hg, covered, saved.transactions)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the stored checkpoint cannot be used: replaying every stored event");
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the stored checkpoint does not decode: replaying every stored event");
+                None
+            }
+        },
+        None => None,
+    };
+    let (mut hg, from, transactions_before) =
+        restored.unwrap_or_else(|| (Hashgraph::new(config, genesis), 0, 0));
+    let blocks_before = hg.stats().last_block_index.map_or(0, |i| i + 1);
+    let replayed = replay(&mut hg, store, from)?;
+    if from > 0 || replayed > 0 {
+        tracing::info!(
+            checkpoint_events = from,
+            replayed,
+            millis = started.elapsed().as_millis() as u64,
+            "resumed from the store"
+        );
+    }
+    Ok(Resumed {
+        hg,
+        blocks_before,
+        transactions_before,
+    })
+}
+
+/// Inserts the stored events from position `from` on, in the order they were accepted,
+/// running consensus as it goes; returns how many were read.
+pub fn replay(
+    hg: &mut Hashgraph,
+    store: &dyn crate::store::Store,
+    mut from: u64,
+) -> anyhow::Result<u64> {
     const CHUNK: usize = 10_000;
     let total = store.event_count()?;
-    let started = std::time::Instant::now();
-    let mut from = 0;
+    let start = from;
     while from < total {
         let events = store.events_from(from, CHUNK)?;
         if events.is_empty() {
@@ -323,14 +385,7 @@ pub fn replay(hg: &mut Hashgraph, store: &dyn crate::store::Store) -> anyhow::Re
         // Keep the set of undetermined events small: receiving a round scans it.
         hg.run_consensus();
     }
-    if total > 0 {
-        tracing::info!(
-            events = total,
-            millis = started.elapsed().as_millis() as u64,
-            "resumed from the store"
-        );
-    }
-    Ok(())
+    Ok(from - start)
 }
 
 /// Runs a task and logs its end, so that a slow shutdown names the task that held it up.

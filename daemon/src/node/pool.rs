@@ -131,6 +131,33 @@ impl TxPool {
         Ok(())
     }
 
+    /// Puts back the transactions of our event `event`, which went stale (it will never be
+    /// ordered), whatever the limits: they were promised to the app already. Only once per
+    /// event, across restarts too (a replay finds the same event stale again); returns whether
+    /// they were added now.
+    pub fn resubmit(&self, event: &hashgraph::Hash, txs: Vec<Vec<u8>>) -> Result<bool, PoolError> {
+        let mut inner = self.lock();
+        let numbered: Vec<(u64, Vec<u8>)> = txs
+            .into_iter()
+            .enumerate()
+            .map(|(i, tx)| (inner.next_seq + i as u64, tx))
+            .collect();
+        if let Some(store) = &self.store {
+            let fresh = store
+                .put_resubmitted(event, &numbered)
+                .map_err(|e| PoolError::Store(e.to_string()))?;
+            if !fresh {
+                return Ok(false);
+            }
+        }
+        inner.next_seq += numbered.len() as u64;
+        for (seq, tx) in numbered {
+            inner.bytes += tx.len();
+            inner.queue.push_back((seq, tx));
+        }
+        Ok(true)
+    }
+
     /// Takes transactions in submission order, up to `max_bytes` in total, with their
     /// sequence numbers (to remove them from the store with the event that carries them).
     pub fn take(&self, max_bytes: usize) -> Vec<(u64, Vec<u8>)> {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use hashgraph::{Block, Event, Frame, Hash, PeerSet};
+use hashgraph::{Block, Event, Frame, Hash, PeerSet, PublicKey};
 
 use super::{Store, StoreError};
 
@@ -23,6 +23,10 @@ struct Inner {
     peer_sets: BTreeMap<u64, PeerSet>,
     acknowledged: Option<u64>,
     pending: BTreeMap<u64, Vec<u8>>,
+    /// (creator, index) → position of the first event held there.
+    by_creator: BTreeMap<(PublicKey, u64), u64>,
+    checkpoint: Option<(Vec<u8>, u64)>,
+    resubmitted: std::collections::HashSet<Hash>,
 }
 
 impl MemoryStore {
@@ -36,6 +40,9 @@ impl Inner {
     fn add(&mut self, event: &Event) {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.events.entry(event.id()) {
             slot.insert(event.clone());
+            self.by_creator
+                .entry((*event.creator(), event.index()))
+                .or_insert(self.order.len() as u64);
             self.order.push(event.id());
         }
     }
@@ -63,6 +70,17 @@ impl Store for MemoryStore {
     fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError> {
         self.lock().pending.insert(seq, tx.to_vec());
         Ok(())
+    }
+
+    fn put_resubmitted(&self, event: &Hash, txs: &[(u64, Vec<u8>)]) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if !inner.resubmitted.insert(*event) {
+            return Ok(false);
+        }
+        for (seq, tx) in txs {
+            inner.pending.insert(*seq, tx.clone());
+        }
+        Ok(true)
     }
 
     fn pending_transactions(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
@@ -104,6 +122,30 @@ impl Store for MemoryStore {
 
     fn event_count(&self) -> Result<u64, StoreError> {
         Ok(self.lock().order.len() as u64)
+    }
+
+    fn creator_events(
+        &self,
+        creator: &PublicKey,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .by_creator
+            .range((*creator, from)..=(*creator, u64::MAX))
+            .take(limit)
+            .map(|(_, &p)| (p, inner.events[&inner.order[p as usize]].clone()))
+            .collect())
+    }
+
+    fn put_checkpoint(&self, checkpoint: &[u8], events: u64) -> Result<(), StoreError> {
+        self.lock().checkpoint = Some((checkpoint.to_vec(), events));
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        Ok(self.lock().checkpoint.clone())
     }
 
     fn put_block(&self, block: &Block) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@
 pub mod memory;
 pub mod rocks;
 
-use hashgraph::{Block, Event, Frame, Hash, PeerSet};
+use hashgraph::{Block, Event, Frame, Hash, PeerSet, PublicKey};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +82,9 @@ pub trait Store: Send + Sync {
     /// Records a transaction accepted from the app and not yet in an event. Survives a crash
     /// of the process (not necessarily of the machine: it is not synced).
     fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError>;
+    /// Records the transactions of our stale event `event` as pending again, with the fact
+    /// that this was done, in one write; does nothing and returns false if it was done before.
+    fn put_resubmitted(&self, event: &Hash, txs: &[(u64, Vec<u8>)]) -> Result<bool, StoreError>;
     /// Accepted transactions not yet in one of our events, by sequence number.
     fn pending_transactions(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// An event by id.
@@ -94,6 +97,19 @@ pub trait Store: Send + Sync {
     fn events_from(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// Number of events stored.
     fn event_count(&self) -> Result<u64, StoreError>;
+    /// `creator`'s events from index `from` on (the first stored at each index; forks
+    /// excluded), ascending, at most `limit`, each with its position in acceptance order.
+    fn creator_events(
+        &self,
+        creator: &PublicKey,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError>;
+    /// Records a checkpoint of the consensus state that covers the first `events` stored
+    /// events, replacing the previous one, durably.
+    fn put_checkpoint(&self, checkpoint: &[u8], events: u64) -> Result<(), StoreError>;
+    /// The last checkpoint and the number of events it covers.
+    fn checkpoint(&self) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
     /// Records a block (again, when its signatures or state hash change).
     fn put_block(&self, block: &Block) -> Result<(), StoreError>;
     /// A block by index.
@@ -201,6 +217,47 @@ pub(crate) mod suite {
             .map(Event::id)
             .collect();
         assert_eq!(tail, [a1.id(), m0.id()]);
+        let of_other: Vec<(u64, Hash)> = store
+            .creator_events(&other.public_key(), 1, 10)
+            .unwrap()
+            .iter()
+            .map(|(p, e)| (*p, e.id()))
+            .collect();
+        assert_eq!(of_other, [(1, a1.id())]);
+        let mine: Vec<u64> = store
+            .creator_events(&me.public_key(), 0, 1)
+            .unwrap()
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
+        assert_eq!(mine, [2]);
+        // A fork branch does not replace the first event held at its index.
+        let fork = event(&other, 1, Some(a0.id()), "fork");
+        store.put_events(std::slice::from_ref(&fork)).unwrap();
+        let ids: Vec<Hash> = store
+            .creator_events(&other.public_key(), 0, 10)
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.id())
+            .collect();
+        assert_eq!(ids, [a0.id(), a1.id()]);
+
+        // A stale event's transactions go back to pending once.
+        let txs = vec![(20, b"again".to_vec())];
+        assert!(store.put_resubmitted(&m0.id(), &txs).unwrap());
+        assert!(!store
+            .put_resubmitted(&m0.id(), &[(21, b"twice".to_vec())])
+            .unwrap());
+        assert_eq!(
+            store.pending_transactions().unwrap(),
+            vec![(9, b"later".to_vec()), (20, b"again".to_vec())]
+        );
+
+        // Checkpoints: the last one wins.
+        assert_eq!(store.checkpoint().unwrap(), None);
+        store.put_checkpoint(b"first", 2).unwrap();
+        store.put_checkpoint(b"second", 4).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), Some((b"second".to_vec(), 4)));
 
         // Blocks, rewritten when signatures arrive; frames; peer sets; the app's mark.
         let mut block = Block::new(BlockBody {

@@ -1,7 +1,10 @@
 //! The RocksDB store. One key space with one-byte prefixes:
 //! `m` metadata (format version, event count, app mark), `e`+id → event, `o`+position → id
 //! (acceptance order), `s`+index → id (our own events), `b`+index → block, `f`+index → frame,
-//! `p`+round → validator set, `t`+sequence → transaction accepted and not yet in an event.
+//! `p`+round → validator set, `t`+sequence → transaction accepted and not yet in an event,
+//! `r`+event id → marker that a stale event of ours had its transactions put back,
+//! `i`+creator (compressed key)+index → position of the first event held there, and the
+//! metadata key `mcheckpoint` → events covered + the last checkpoint of the consensus state.
 //! Integers in keys are big-endian so that keys sort numerically.
 
 use std::path::{Path, PathBuf};
@@ -13,11 +16,18 @@ use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use super::{decode, decode_event, encode, Store, StoreError};
 
 /// The on-disk format this version writes and reads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 const META_FORMAT: &[u8] = b"mformat";
 const META_COUNT: &[u8] = b"mcount";
 const META_ACK: &[u8] = b"mack";
+const META_CHECKPOINT: &[u8] = b"mcheckpoint";
+
+fn creator_key(creator: &hashgraph::PublicKey, index: u64) -> Vec<u8> {
+    let mut rest = creator.to_compressed().to_vec();
+    rest.extend_from_slice(&index.to_be_bytes());
+    key(b'i', &rest)
+}
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -57,6 +67,11 @@ impl RocksStore {
         let display = path.display().to_string();
         let mut options = Options::default();
         options.create_if_missing(true);
+        // Debian's librocksdb is built with assertions on: after a failed write (a full disk)
+        // RocksDB logs the error to its own LOG file in the same folder, whose writer asserts
+        // and aborts the process before the error reaches us. With only fatal messages logged
+        // the error comes back as a status and the node reports it.
+        options.set_log_level(rocksdb::LogLevel::Fatal);
         let db = DB::open(&options, path).map_err(|e| classify(&display, e))?;
         let store = RocksStore {
             db,
@@ -127,6 +142,7 @@ impl RocksStore {
             batch.delete(num_key(b't', *seq));
         }
         let mut seen = std::collections::HashSet::new();
+        let mut seen_at = std::collections::HashSet::new();
         for event in events {
             let id = event.id();
             let event_key = key(b'e', &id.0);
@@ -138,6 +154,12 @@ impl RocksStore {
             }
             batch.put(&event_key, event.to_bytes());
             batch.put(num_key(b'o', next), id.0);
+            let by_creator = creator_key(event.creator(), event.index());
+            // The first event held at an index keeps it; a fork branch is reachable by id.
+            if seen_at.insert((*event.creator(), event.index())) && self.get(&by_creator)?.is_none()
+            {
+                batch.put(by_creator, next.to_be_bytes());
+            }
             next += 1;
         }
         batch.put(META_COUNT, next.to_be_bytes());
@@ -187,15 +209,30 @@ impl RocksStore {
 
 /// Maps RocksDB's errors onto what an operator can act on.
 fn classify(path: &str, e: rocksdb::Error) -> StoreError {
-    let detail = e.into_string();
-    let lower = detail.to_lowercase();
+    classify_message(path, e.into_string())
+}
+
+/// [`classify`] on RocksDB's message, such as `IO error: No space left on device: While
+/// appending to file: <path>/000004.log: No space left on device`. Messages name files in the
+/// database folder, so the folder's own name is left out of the judgement (a folder called
+/// `blocks` must not make a full disk look locked), and the errno text of a full disk comes
+/// first: whatever else the message says, freeing space is what the operator must do.
+fn classify_message(path: &str, detail: String) -> StoreError {
+    let lower = if path.is_empty() {
+        detail.to_lowercase()
+    } else {
+        detail.replace(path, "").to_lowercase()
+    };
     let path = path.to_string();
-    if lower.contains("lock") {
+    // ENOSPC (RocksDB's NoSpace subcode says the same) and EDQUOT.
+    if lower.contains("no space left on device") || lower.contains("disk quota exceeded") {
+        StoreError::DiskFull { path }
+    } else if lower.contains("lock hold by") || lower.contains("while lock file") {
+        // The LOCK file is held, by this process (`lock hold by current process`) or
+        // another (`While lock file: …/LOCK: Resource temporarily unavailable`).
         StoreError::Locked { path }
     } else if lower.contains("corruption") || lower.contains("corrupt") {
         StoreError::Corrupt { path, detail }
-    } else if lower.contains("no space") {
-        StoreError::DiskFull { path }
     } else {
         StoreError::Io { path, detail }
     }
@@ -214,6 +251,20 @@ impl Store for RocksStore {
         let mut batch = WriteBatch::default();
         batch.put(num_key(b't', seq), tx);
         self.write(batch, false)
+    }
+
+    fn put_resubmitted(&self, event: &Hash, txs: &[(u64, Vec<u8>)]) -> Result<bool, StoreError> {
+        let marker = key(b'r', &event.0);
+        if self.get(&marker)?.is_some() {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(marker, []);
+        for (seq, tx) in txs {
+            batch.put(num_key(b't', *seq), tx);
+        }
+        self.write(batch, true)?;
+        Ok(true)
     }
 
     fn pending_transactions(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
@@ -266,6 +317,63 @@ impl Store for RocksStore {
 
     fn event_count(&self) -> Result<u64, StoreError> {
         Ok(*self.count.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn creator_events(
+        &self,
+        creator: &hashgraph::PublicKey,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
+        let start = creator_key(creator, from);
+        let prefix_len = start.len() - 8;
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if out.len() >= limit
+                || k.len() != start.len()
+                || k[..prefix_len] != start[..prefix_len]
+            {
+                break;
+            }
+            let position = u64_of(&v)?;
+            let Some((_, id)) = self.scan(b'o', &position.to_be_bytes(), 1)?.pop() else {
+                break;
+            };
+            match self.event_by_id_bytes(&id)? {
+                Some(e) => out.push((position, e)),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        path: self.path.display().to_string(),
+                        detail: "an event listed by creator is missing".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_checkpoint(&self, checkpoint: &[u8], events: u64) -> Result<(), StoreError> {
+        let mut value = events.to_be_bytes().to_vec();
+        value.extend_from_slice(checkpoint);
+        self.put_sync(META_CHECKPOINT, &value)
+    }
+
+    fn checkpoint(&self) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        match self.get(META_CHECKPOINT)? {
+            Some(value) if value.len() >= 8 => {
+                let events = u64_of(&value[..8])?;
+                Ok(Some((value[8..].to_vec(), events)))
+            }
+            Some(_) => Err(StoreError::Decode {
+                what: "checkpoint",
+                detail: "shorter than its header".into(),
+            }),
+            None => Ok(None),
+        }
     }
 
     fn put_block(&self, block: &Block) -> Result<(), StoreError> {
@@ -329,7 +437,9 @@ mod tests {
             crate::store::suite::run(&store);
         }
         let store = RocksStore::open(&path).unwrap();
-        assert_eq!(store.event_count().unwrap(), 4);
+        // The suite stores four events and a fork branch.
+        assert_eq!(store.event_count().unwrap(), 5);
+        assert!(store.checkpoint().unwrap().is_some());
         assert_eq!(store.self_head().unwrap().map(|(i, _)| i), Some(1));
         assert_eq!(store.last_block_index().unwrap(), Some(0));
         assert_eq!(store.app_acknowledged().unwrap(), Some(0));
@@ -348,7 +458,9 @@ mod tests {
         }
         .sign(&key);
         store.put_events(std::slice::from_ref(&e)).unwrap();
-        assert_eq!(store.events_from(4, 10).unwrap(), vec![e]);
+        assert_eq!(store.events_from(5, 10).unwrap(), vec![e.clone()]);
+        let by_creator = store.creator_events(&key.public_key(), 0, 10).unwrap();
+        assert_eq!(by_creator, vec![(5, e)]);
     }
 
     #[test]
@@ -360,6 +472,63 @@ mod tests {
             .expect("second open fails");
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("another `hearsay run`"), "{err}");
+    }
+
+    #[test]
+    fn a_full_disk_is_recognised_whatever_the_folder_is_called() {
+        // The first message and the two LOCK ones are what RocksDB 7.8 said on a full tmpfs and
+        // on a LOCK held by this process and by another; the others follow its format.
+        for path in ["/srv/hearsay/db", "/srv/blocks/db", "/mnt/corrupt-lock"] {
+            let full = [
+                format!(
+                    "IO error: No space left on device: While appending to file: \
+                     {path}/000004.log: No space left on device"
+                ),
+                format!(
+                    "IO error: No space left on device: While appending to file: \
+                     {path}/000009.sst: No space left on device"
+                ),
+                format!(
+                    "IO error: While appending to file: {path}/000004.log: Disk quota exceeded"
+                ),
+            ];
+            for message in full {
+                let err = classify_message(path, message.clone());
+                assert!(
+                    matches!(err, StoreError::DiskFull { .. }),
+                    "{message}: {err:?}"
+                );
+                assert_eq!(
+                    err.to_string(),
+                    format!("the disk holding {path} is full: free space, then restart")
+                );
+            }
+            let locked = [
+                format!("IO error: While lock file: {path}/LOCK: Resource temporarily unavailable"),
+                format!(
+                    "IO error: lock hold by current process, acquire time 1700000000 acquiring \
+                     thread 140000000000000: {path}/LOCK: No locks available"
+                ),
+            ];
+            for message in locked {
+                let err = classify_message(path, message.clone());
+                assert!(
+                    matches!(err, StoreError::Locked { .. }),
+                    "{message}: {err:?}"
+                );
+            }
+            let message = format!("Corruption: bad block contents in file {path}/000012.sst");
+            let err = classify_message(path, message.clone());
+            assert!(
+                matches!(err, StoreError::Corrupt { .. }),
+                "{message}: {err:?}"
+            );
+            let message = format!(
+                "IO error: While open a file for appending: {path}/000004.log: Permission denied"
+            );
+            let err = classify_message(path, message.clone());
+            assert!(matches!(err, StoreError::Io { .. }), "{message}: {err:?}");
+        }
     }
 
     #[test]
