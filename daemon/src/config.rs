@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// are served from the database. Hearsay's own flag; at least 44 [default: 50]
     #[arg(long, env = "HEARSAY_MEMORY_ROUNDS")]
     pub memory_rounds: Option<u64>,
+    /// Rounds of history kept in the database; older events are deleted, and a peer that
+    /// needs them is told to fast-sync. 0 keeps everything. Hearsay's own flag; at least
+    /// --memory-rounds [default: 0]
+    #[arg(long, env = "HEARSAY_PRUNE_ROUNDS")]
+    pub prune_rounds: Option<u64>,
     /// Accepted for Babble compatibility: the RocksDB store is always on
     #[arg(long, env = "HEARSAY_STORE", num_args = 0..=1, default_missing_value = "true")]
     pub store: Option<bool>,
@@ -104,6 +109,7 @@ struct FileConfig {
     sync_limit: Option<u32>,
     suspend_limit: Option<usize>,
     memory_rounds: Option<u64>,
+    prune_rounds: Option<u64>,
     store: Option<bool>,
     db: Option<PathBuf>,
     bootstrap: Option<bool>,
@@ -167,6 +173,8 @@ pub struct Config {
     pub suspend_limit: usize,
     /// Rounds of decided history kept in memory.
     pub memory_rounds: u64,
+    /// Rounds of history kept in the database (0: all).
+    pub prune_rounds: u64,
     /// Database folder.
     pub db: PathBuf,
     /// Deliver every block to the app again from block 0.
@@ -228,6 +236,13 @@ impl RunArgs {
                  so that every node judges late events alike"
             );
         }
+        let prune_rounds = self.prune_rounds.or(file.prune_rounds).unwrap_or(0);
+        if prune_rounds != 0 && prune_rounds < memory_rounds {
+            bail!(
+                "--prune-rounds ({prune_rounds}) must be 0 (keep everything) or at least \
+                 --memory-rounds ({memory_rounds}): what is pruned from disk must have left memory"
+            );
+        }
         Ok(Config {
             log: pick(self.log, file.log, "info"),
             moniker: pick(self.moniker, file.moniker, ""),
@@ -260,6 +275,7 @@ impl RunArgs {
             sync_limit,
             suspend_limit: self.suspend_limit.or(file.suspend_limit).unwrap_or(100),
             memory_rounds,
+            prune_rounds,
             ignored_keys: ignored,
             db: self.db.or(file.db).unwrap_or_else(|| datadir.join("db")),
             bootstrap: self.bootstrap.or(file.bootstrap).unwrap_or(false),
@@ -421,6 +437,30 @@ mod tests {
         assert_eq!(c.proxy_listen, "127.0.0.1:1338".parse().unwrap());
         assert_eq!(c.service_listen, Some("127.0.0.1:8000".parse().unwrap()));
         assert_eq!(c.sync_limit, 1000);
+        assert_eq!(c.memory_rounds, 50);
+    }
+
+    #[test]
+    fn memory_rounds_below_the_consensus_floor_are_refused() {
+        let dir = datadir_with("hearsay.toml", "memory-rounds = 60\n");
+        let args = |flag: Option<u64>| RunArgs {
+            datadir: Some(dir.path().to_path_buf()),
+            memory_rounds: flag,
+            ..RunArgs::default()
+        };
+        assert_eq!(args(None).resolve().unwrap().memory_rounds, 60);
+        assert_eq!(args(Some(44)).resolve().unwrap().memory_rounds, 44);
+        let error = args(Some(10)).resolve().unwrap_err().to_string();
+        assert!(
+            error.contains("--memory-rounds must be at least 44"),
+            "{error}"
+        );
+        let pruning = RunArgs {
+            prune_rounds: Some(50),
+            ..args(None)
+        };
+        let error = pruning.resolve().unwrap_err().to_string();
+        assert!(error.contains("--prune-rounds (50) must be 0"), "{error}");
     }
 
     #[test]

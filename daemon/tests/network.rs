@@ -586,32 +586,8 @@ fn stat(net: &Network, i: usize, key: &str) -> Option<u64> {
 async fn history_leaves_memory_and_a_far_behind_node_is_served_from_the_store() {
     let mut net = Network::create(4).await;
     net.start_all();
-    let mut wanted: HashSet<String> = HashSet::new();
-    let mut batch = 0;
-    // Enough rounds for checkpoints on every node (one per 16 rounds).
-    while stat(&net, 0, "last_consensus_round").unwrap_or(0) < 40 {
-        wanted.extend(submit_everywhere(&net, &format!("warm{batch}"), 40).await);
-        batch += 1;
-        assert!(batch < 2000, "no progress:\n{}", net.describe());
-    }
-    net.wait_for("the warm-up everywhere", Duration::from_secs(60), |net| {
-        net.apps.iter().all(|a| has_all(&a.transactions(), &wanted))
-    })
-    .await;
-
-    net.kill(3);
-    let killed_at = stat(&net, 0, "last_consensus_round").unwrap();
-    // Past the 50 rounds kept in memory by default, and then some.
-    let target = killed_at + 150;
-    let mut peak_in_memory = 0;
-    let mut batch = 0;
-    while stat(&net, 0, "last_consensus_round").unwrap_or(0) < target {
-        let sent = submit_everywhere_but(&net, 3, &format!("down{batch}"), 30).await;
-        wanted.extend(sent);
-        batch += 1;
-        assert!(batch < 5000, "no progress:\n{}", net.describe());
-        peak_in_memory = peak_in_memory.max(stat(&net, 0, "events_in_memory").unwrap_or(0));
-    }
+    let mut wanted = HashSet::new();
+    let peak_in_memory = leave_node_3_behind(&mut net, &mut wanted).await;
     let ordered = stat(&net, 0, "consensus_events").unwrap();
     assert!(
         peak_in_memory * 2 < ordered,
@@ -650,6 +626,96 @@ async fn history_leaves_memory_and_a_far_behind_node_is_served_from_the_store() 
     assert!(
         !resumed.contains("checkpoint_events=0"),
         "node 3 replayed everything instead of resuming from a checkpoint: {resumed}"
+    );
+}
+
+/// Under load, runs the network until round 40 (checkpoints on every node), then kills node 3
+/// and runs the other three 150 rounds further (past the 50 kept in memory by default).
+/// Returns the most events node 0 held in memory meanwhile.
+async fn leave_node_3_behind(net: &mut Network, wanted: &mut HashSet<String>) -> u64 {
+    // Progress is bounded by a deadline, not a batch count: how many batches a round takes
+    // depends on the machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut batch = 0;
+    while stat(net, 0, "last_consensus_round").unwrap_or(0) < 40 {
+        wanted.extend(submit_everywhere(net, &format!("warm{batch}"), 40).await);
+        batch += 1;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress to round 40:\n{}",
+            net.describe()
+        );
+    }
+    net.wait_for("the warm-up everywhere", Duration::from_secs(60), |net| {
+        net.apps.iter().all(|a| has_all(&a.transactions(), wanted))
+    })
+    .await;
+
+    net.kill(3);
+    let target = stat(net, 0, "last_consensus_round").unwrap() + 150;
+    let mut peak_in_memory = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut batch = 0;
+    while stat(net, 0, "last_consensus_round").unwrap_or(0) < target {
+        wanted.extend(submit_everywhere_but(net, 3, &format!("down{batch}"), 30).await);
+        batch += 1;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress to round {target}:\n{}",
+            net.describe()
+        );
+        peak_in_memory = peak_in_memory.max(stat(net, 0, "events_in_memory").unwrap_or(0));
+    }
+    peak_in_memory
+}
+
+/// With `--prune-rounds`, history beyond the window leaves the database too, and a node that
+/// comes back needing it is told so (`/stats` `needs_fast_sync`, a warning naming fast-sync)
+/// instead of waiting forever; the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_is_told_to_fast_sync() {
+    let mut net = Network::create(4).await;
+    let flags = ["--prune-rounds", "50"];
+    for i in 0..4 {
+        net.start_with(i, &flags);
+    }
+    let mut wanted = HashSet::new();
+    leave_node_3_behind(&mut net, &mut wanted).await;
+
+    net.start_with(3, &flags);
+    net.wait_for(
+        "node 3 to learn that it needs fast-sync",
+        Duration::from_secs(60),
+        |net| net.stats(3)["needs_fast_sync"] == "true",
+    )
+    .await;
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap();
+    assert!(
+        log.contains("needs fast-sync"),
+        "no warning in node 3's log:\n{log}"
+    );
+    let more: HashSet<String> = submit_everywhere_but(&net, 3, "after", 30)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for("the other three to go on", Duration::from_secs(60), |net| {
+        net.apps[..3]
+            .iter()
+            .all(|a| has_all(&a.transactions(), &more))
+    })
+    .await;
+
+    // Node 0's database no longer holds node 3's first events.
+    assert_eq!(net.terminate(0).map(|s| s.success()), Some(true));
+    let store = hearsay::store::rocks::RocksStore::open(&net.nodes[0].datadir.join("db")).unwrap();
+    use hearsay::store::Store;
+    let node3 = peer_key(&net.nodes[3].pubkey);
+    let floor = store.pruned_below(&node3).unwrap();
+    assert!(floor > 0, "node 0 pruned nothing of node 3's events");
+    let first = store.creator_events(&node3, 0, 1).unwrap();
+    assert!(
+        first.iter().all(|(_, e)| e.index() >= floor),
+        "an event below the pruning floor {floor} is still stored"
     );
 }
 

@@ -94,6 +94,14 @@ pub enum Response {
     ),
     /// The node refuses the request (malformed, unknown, overloaded…); the text says why.
     Error(String),
+    /// The answer to a [`Request::Sync`] from too far behind: the node has pruned events the
+    /// requester lacks, so the requester cannot catch up from it and must fast-sync.
+    Pruned {
+        /// A creator whose early events are gone.
+        creator: PublicKey,
+        /// Its events below this index are pruned.
+        below: u64,
+    },
 }
 
 /// A message that can travel in a frame: [`Request`] or [`Response`].
@@ -434,5 +442,15 @@ mod tests {
             encode_body(&Response::Error("no".into())).unwrap(),
             [3, 2, b'n', b'o']
         );
+        let pruned = Response::Pruned {
+            creator: hashgraph::SecretKey::from_seed(b"pruned").public_key(),
+            below: 5,
+        };
+        let bytes = encode_body(&pruned).unwrap();
+        assert_eq!((bytes[0], bytes[bytes.len() - 1]), (4, 5));
+        assert!(matches!(
+            decode_body::<Response>(&bytes),
+            Ok(Response::Pruned { below: 5, .. })
+        ));
     }
 }

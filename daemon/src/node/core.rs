@@ -9,6 +9,7 @@ use hashgraph::{
     Block, BlockSignature, Event, Hash, Hashgraph, InsertError, PeerSet, PublicKey, SecretKey,
     VerifiedEvent,
 };
+use hearsay_net::wire::Response;
 use hearsay_net::SyncResponse;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,6 +37,22 @@ pub struct SavedCore {
     pub transactions: u64,
     /// The consensus state.
     pub hashgraph: hashgraph::Checkpoint,
+}
+
+/// Saves `hg` (whose ready work was taken and whose events are all stored) and the count of
+/// ordered transactions as the store's checkpoint; returns its size in bytes.
+pub fn save_checkpoint(
+    hg: &Hashgraph,
+    transactions: u64,
+    store: &dyn Store,
+) -> Result<usize, StoreError> {
+    let saved = SavedCore {
+        transactions,
+        hashgraph: hg.checkpoint(),
+    };
+    let bytes = postcard::to_stdvec(&saved).expect("encoding into a Vec cannot fail");
+    store.put_checkpoint(&bytes, store.event_count()?)?;
+    Ok(bytes.len())
 }
 
 /// Stops the process on a failed write: going on with a store that lacks what the node did
@@ -103,8 +120,9 @@ pub enum Command {
         known: Vec<(PublicKey, u64)>,
         /// Most events.
         limit: usize,
-        /// Answer: the events, our known map, whether more were left.
-        reply: oneshot::Sender<SyncResponse>,
+        /// Answer: the events, our known map, whether more were left; or that we pruned
+        /// events the peer lacks.
+        reply: oneshot::Sender<Response>,
     },
     /// Events by id (missing parents a peer asked for).
     Fetch(Vec<Hash>, oneshot::Sender<Vec<Vec<u8>>>),
@@ -184,7 +202,7 @@ impl CoreHandle {
         &self,
         known: Vec<(PublicKey, u64)>,
         limit: usize,
-    ) -> Result<SyncResponse, CoreGone> {
+    ) -> Result<Response, CoreGone> {
         self.ask(|reply| Command::Unknown {
             known,
             limit,
@@ -284,6 +302,8 @@ pub struct CoreOutputs {
     pub transactions_before: u64,
     /// Rounds of decided history kept in memory.
     pub memory_rounds: u64,
+    /// Rounds of history kept on disk (0: all); at least `memory_rounds`.
+    pub prune_rounds: u64,
 }
 
 /// The core's state, owned by its task.
@@ -304,6 +324,10 @@ pub struct Core {
     /// Rounds of decided history kept in memory, and the round of the last checkpoint.
     memory_rounds: u64,
     checkpointed_round: u64,
+    /// Rounds kept on disk (0: all), and per checkpoint round what memory held from then
+    /// (each creator's lowest index): what falls out of the disk window is pruned.
+    prune_rounds: u64,
+    floors: VecDeque<(u64, Vec<(PublicKey, u64)>)>,
     /// Signatures of ours waiting to ride in our next event.
     our_signatures: Vec<BlockSignature>,
     /// Others' signatures for blocks our app has not answered yet.
@@ -344,6 +368,7 @@ impl Core {
             blocks_before,
             transactions_before,
             memory_rounds,
+            prune_rounds,
         } = outputs;
         let acknowledged_at_start = if bootstrap {
             None
@@ -366,6 +391,8 @@ impl Core {
             recent_base: blocks_before,
             memory_rounds,
             checkpointed_round,
+            prune_rounds,
+            floors: VecDeque::new(),
             our_signatures: Vec::new(),
             stashed: HashMap::new(),
             stashed_count: 0,
@@ -429,14 +456,19 @@ impl Core {
                 limit,
                 reply,
             } => {
-                let mut events = self.events_unknown_to(&known, limit.saturating_add(1));
-                let more = events.len() > limit;
-                events.truncate(limit);
-                let _ = reply.send(SyncResponse {
-                    events: events.iter().map(Event::to_bytes).collect(),
-                    known: self.hg.known(),
-                    more,
-                });
+                let answer = match self.events_unknown_to(&known, limit.saturating_add(1)) {
+                    Ok(mut events) => {
+                        let more = events.len() > limit;
+                        events.truncate(limit);
+                        Response::Sync(SyncResponse {
+                            events: events.iter().map(Event::to_bytes).collect(),
+                            known: self.hg.known(),
+                            more,
+                        })
+                    }
+                    Err((creator, below)) => Response::Pruned { creator, below },
+                };
+                let _ = reply.send(answer);
             }
             Command::Fetch(ids, reply) => {
                 let events = ids
@@ -760,24 +792,37 @@ impl Core {
         self.checkpointed_round = round;
         self.hg
             .evict_before(round.saturating_sub(self.memory_rounds));
-        let saved = SavedCore {
-            transactions: self.transactions,
-            hashgraph: self.hg.checkpoint(),
-        };
-        let bytes = postcard::to_stdvec(&saved).expect("encoding into a Vec cannot fail");
-        let covered = match self.store.event_count() {
-            Ok(n) => n,
+        match save_checkpoint(&self.hg, self.transactions, self.store.as_ref()) {
+            Ok(bytes) => tracing::debug!(round, bytes, "checkpoint"),
             Err(e) => fatal_store_error(&e, "a checkpoint"),
-        };
-        if let Err(e) = self.store.put_checkpoint(&bytes, covered) {
-            fatal_store_error(&e, "a checkpoint");
         }
-        tracing::debug!(round, bytes = bytes.len(), events = covered, "checkpoint");
+        if self.prune_rounds == 0 {
+            return;
+        }
+        // Events evicted by the checkpoint at round c are older than c - memory_rounds: once
+        // c is prune_rounds - memory_rounds behind, they are older than prune_rounds.
+        self.floors.push_back((round, self.hg.held_from()));
+        let horizon = round.saturating_sub(self.prune_rounds.saturating_sub(self.memory_rounds));
+        let mut due = None;
+        while self.floors.front().is_some_and(|(r, _)| *r <= horizon) {
+            due = self.floors.pop_front();
+        }
+        if let Some((at, floors)) = due {
+            match self.store.prune_below(&floors) {
+                Ok(pruned) => tracing::debug!(at, pruned, "pruned history from disk"),
+                Err(e) => fatal_store_error(&e, "the pruning of old history"),
+            }
+        }
     }
 
     /// The events a peer whose counts are `known` lacks, in a topological order: from memory,
-    /// or, when the peer is behind what memory holds, from the store (acceptance order).
-    fn events_unknown_to(&self, known: &[(PublicKey, u64)], limit: usize) -> Vec<Event> {
+    /// or, when the peer is behind what memory holds, from the store (acceptance order); or
+    /// the creator and index below which we pruned events the peer lacks.
+    fn events_unknown_to(
+        &self,
+        known: &[(PublicKey, u64)],
+        limit: usize,
+    ) -> Result<Vec<Event>, (PublicKey, u64)> {
         let theirs: HashMap<PublicKey, u64> = known.iter().copied().collect();
         let behind: Vec<(PublicKey, u64)> = self
             .hg
@@ -789,7 +834,13 @@ impl Core {
             })
             .collect();
         if behind.is_empty() {
-            return self.hg.events_unknown_to(known, limit);
+            return Ok(self.hg.events_unknown_to(known, limit));
+        }
+        for (creator, from) in &behind {
+            let pruned = self.store.pruned_below(creator).unwrap_or(0);
+            if *from < pruned {
+                return Err((*creator, pruned));
+            }
         }
         let mut found: Vec<(u64, Event)> = Vec::new();
         for (creator, ours) in self.hg.known() {
@@ -801,13 +852,13 @@ impl Core {
                 Ok(events) => found.extend(events),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read stored events for a peer");
-                    return Vec::new();
+                    return Ok(Vec::new());
                 }
             }
         }
         found.sort_unstable_by_key(|(position, _)| *position);
         found.truncate(limit);
-        found.into_iter().map(|(_, e)| e).collect()
+        Ok(found.into_iter().map(|(_, e)| e).collect())
     }
 
     fn graph(&self, limit: usize) -> GraphSnapshot {

@@ -41,6 +41,9 @@ pub struct GossipStats {
     pub events_rejected: AtomicU64,
     /// Events received and inserted.
     pub events_received: AtomicU64,
+    /// A peer answered that it has pruned history this node lacks: it cannot catch up by
+    /// gossip and needs fast-sync.
+    pub needs_fast_sync: std::sync::atomic::AtomicBool,
 }
 
 /// Binds the QUIC transport; only keys of the validator set may connect.
@@ -233,15 +236,31 @@ async fn sync_with(shared: &Shared, transport: &QuicTransport, peer: &Peer) -> a
     let SyncResponse { events, known, .. } = match response {
         Response::Sync(sync) => sync,
         Response::Error(e) => bail!("peer refused the sync: {e}"),
+        Response::Pruned { creator, below } => {
+            if !shared.gossip.needs_fast_sync.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    peer = %peer.moniker,
+                    creator = %creator.to_hex(),
+                    below,
+                    "a peer has pruned history this node lacks: it cannot catch up by gossip \
+                     and needs fast-sync (not in this version yet); see /stats needs_fast_sync"
+                );
+            }
+            bail!("peer has pruned the history we lack (creator events below index {below})");
+        }
         other => bail!("unexpected answer to a sync: {other:?}"),
     };
     receive(shared, transport, peer, events).await?;
     shared.core.create_event(Some(peer.pub_key)).await?;
-    let theirs_missing = shared
+    // A peer too far behind for what we keep gets nothing pushed (it hears why when it syncs).
+    let theirs_missing = match shared
         .core
         .unknown(known, shared.config.sync_limit as usize)
         .await?
-        .events;
+    {
+        Response::Sync(sync) => sync.events,
+        _ => Vec::new(),
+    };
     if !theirs_missing.is_empty() {
         match transport
             .request(peer.pub_key, addr, Request::EagerSync(theirs_missing))
@@ -323,7 +342,7 @@ pub async fn serve_inbound(
                 Request::Sync(sync) => {
                     let limit = sync.limit.min(shared.config.sync_limit) as usize;
                     match shared.core.unknown(sync.known.clone(), limit).await {
-                        Ok(sync) => Response::Sync(sync),
+                        Ok(answer) => answer,
                         Err(e) => Response::Error(e.to_string()),
                     }
                 }

@@ -138,6 +138,10 @@ async fn stats(
         "app_reachable",
         (!s.delivery.app_down.load(Ordering::Relaxed)).to_string(),
     );
+    m.insert(
+        "needs_fast_sync",
+        s.gossip.needs_fast_sync.load(Ordering::Relaxed).to_string(),
+    );
     Ok(Json(m))
 }
 

@@ -221,6 +221,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             blocks_before: resumed.blocks_before,
             transactions_before: resumed.transactions_before,
             memory_rounds: config.memory_rounds,
+            prune_rounds: config.prune_rounds,
         },
     );
     let (core_handle, core_task) = core.spawn();
@@ -341,8 +342,22 @@ pub fn resume(genesis: PeerSet, store: &dyn crate::store::Store) -> anyhow::Resu
         },
         None => None,
     };
-    let (mut hg, from, transactions_before) =
-        restored.unwrap_or_else(|| (Hashgraph::new(config, genesis), 0, 0));
+    let (mut hg, from, transactions_before) = match restored {
+        Some(restored) => restored,
+        None => {
+            // Replaying from genesis needs every event: a pruned database has lost some.
+            for peer in genesis.peers() {
+                if store.pruned_below(&peer.pub_key)? > 0 {
+                    bail!(
+                        "the database was pruned (--prune-rounds) and its checkpoint cannot be \
+                         used, so the history cannot be rebuilt from it: move the database \
+                         folder away; the node then syncs from its peers"
+                    );
+                }
+            }
+            (Hashgraph::new(config, genesis), 0, 0)
+        }
+    };
     let blocks_before = hg.stats().last_block_index.map_or(0, |i| i + 1);
     let replayed = replay(&mut hg, store, from)?;
     if from > 0 || replayed > 0 {

@@ -27,6 +27,7 @@ struct Inner {
     by_creator: BTreeMap<(PublicKey, u64), u64>,
     checkpoint: Option<(Vec<u8>, u64)>,
     resubmitted: std::collections::HashSet<Hash>,
+    pruned: HashMap<PublicKey, u64>,
 }
 
 impl MemoryStore {
@@ -115,8 +116,8 @@ impl Store for MemoryStore {
             .order
             .iter()
             .skip(usize::try_from(from).unwrap_or(usize::MAX))
+            .filter_map(|id| inner.events.get(id).cloned())
             .take(limit)
-            .map(|id| inner.events[id].clone())
             .collect())
     }
 
@@ -137,6 +138,38 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(_, &p)| (p, inner.events[&inner.order[p as usize]].clone()))
             .collect())
+    }
+
+    fn prune_below(&self, floors: &[(PublicKey, u64)]) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut pruned = 0;
+        for (creator, floor) in floors {
+            let done = inner.pruned.get(creator).copied().unwrap_or(0);
+            if *floor <= done {
+                continue;
+            }
+            let gone: Vec<(PublicKey, u64)> = inner
+                .by_creator
+                .range((*creator, done)..(*creator, *floor))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in gone {
+                if let Some(position) = inner.by_creator.remove(&k) {
+                    let id = inner.order[position as usize];
+                    inner.events.remove(&id);
+                    if inner.own.get(&k.1) == Some(&id) {
+                        inner.own.remove(&k.1);
+                    }
+                    pruned += 1;
+                }
+            }
+            inner.pruned.insert(*creator, *floor);
+        }
+        Ok(pruned)
+    }
+
+    fn pruned_below(&self, creator: &PublicKey) -> Result<u64, StoreError> {
+        Ok(self.lock().pruned.get(creator).copied().unwrap_or(0))
     }
 
     fn put_checkpoint(&self, checkpoint: &[u8], events: u64) -> Result<(), StoreError> {

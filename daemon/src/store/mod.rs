@@ -110,6 +110,11 @@ pub trait Store: Send + Sync {
     fn put_checkpoint(&self, checkpoint: &[u8], events: u64) -> Result<(), StoreError>;
     /// The last checkpoint and the number of events it covers.
     fn checkpoint(&self) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
+    /// Deletes, per creator, the events held first at indices below its floor (fork branches
+    /// stay), and remembers the floors; returns how many events went.
+    fn prune_below(&self, floors: &[(PublicKey, u64)]) -> Result<u64, StoreError>;
+    /// Below which index `creator`'s events were pruned (0 if none were).
+    fn pruned_below(&self, creator: &PublicKey) -> Result<u64, StoreError>;
     /// Records a block (again, when its signatures or state hash change).
     fn put_block(&self, block: &Block) -> Result<(), StoreError>;
     /// A block by index.
@@ -252,6 +257,34 @@ pub(crate) mod suite {
             store.pending_transactions().unwrap(),
             vec![(9, b"later".to_vec()), (20, b"again".to_vec())]
         );
+
+        // Pruning: events below a creator's floor go, the rest stay, positions keep counting.
+        assert_eq!(store.pruned_below(&other.public_key()).unwrap(), 0);
+        assert_eq!(store.prune_below(&[(other.public_key(), 1)]).unwrap(), 1);
+        assert_eq!(store.prune_below(&[(other.public_key(), 1)]).unwrap(), 0);
+        assert_eq!(store.pruned_below(&other.public_key()).unwrap(), 1);
+        assert_eq!(store.event(&a0.id()).unwrap(), None);
+        assert_eq!(store.event(&a1.id()).unwrap(), Some(a1.clone()));
+        let left: Vec<Hash> = store
+            .creator_events(&other.public_key(), 0, 10)
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.id())
+            .collect();
+        assert_eq!(left, [a1.id()]);
+        let order: Vec<Hash> = store
+            .events_from(0, 10)
+            .unwrap()
+            .iter()
+            .map(Event::id)
+            .collect();
+        assert_eq!(order, [a1.id(), m0.id(), m1.id(), fork.id()]);
+        assert_eq!(store.event_count().unwrap(), 5);
+        // Our own events go with their index; the head stays.
+        assert_eq!(store.prune_below(&[(me.public_key(), 1)]).unwrap(), 1);
+        assert_eq!(store.self_event(0).unwrap(), None);
+        assert_eq!(store.self_event(1).unwrap(), Some(m1.clone()));
+        assert_eq!(store.self_head().unwrap(), Some((1, m1.id())));
 
         // Checkpoints: the last one wins.
         assert_eq!(store.checkpoint().unwrap(), None);

@@ -2,7 +2,8 @@
 //! `m` metadata (format version, event count, app mark), `e`+id → event, `o`+position → id
 //! (acceptance order), `s`+index → id (our own events), `b`+index → block, `f`+index → frame,
 //! `p`+round → validator set, `t`+sequence → transaction accepted and not yet in an event,
-//! `r`+event id → marker that a stale event of ours had its transactions put back,
+//! `q`+creator → index below which its events were pruned, `r`+event id → marker that a
+//! stale event of ours had its transactions put back,
 //! `i`+creator (compressed key)+index → position of the first event held there, and the
 //! metadata key `mcheckpoint` → events covered + the last checkpoint of the consensus state.
 //! Integers in keys are big-endian so that keys sort numerically.
@@ -22,6 +23,10 @@ const META_FORMAT: &[u8] = b"mformat";
 const META_COUNT: &[u8] = b"mcount";
 const META_ACK: &[u8] = b"mack";
 const META_CHECKPOINT: &[u8] = b"mcheckpoint";
+
+fn pruned_key(creator: &hashgraph::PublicKey) -> Vec<u8> {
+    key(b'q', &creator.to_compressed())
+}
 
 fn creator_key(creator: &hashgraph::PublicKey, index: u64) -> Vec<u8> {
     let mut rest = creator.to_compressed().to_vec();
@@ -72,6 +77,18 @@ impl RocksStore {
         // and aborts the process before the error reaches us. With only fatal messages logged
         // the error comes back as a status and the node reports it.
         options.set_log_level(rocksdb::LogLevel::Fatal);
+        // A fixed memory budget, so that the node's resident memory does not grow with the
+        // database: at most two 16 MiB memtables (RocksDB's default is two of 64 MiB, which a
+        // node under load fills over minutes), and index and filter blocks kept in a bounded
+        // block cache instead of one table reader per file held for good.
+        options.set_write_buffer_size(16 << 20);
+        options.set_max_write_buffer_number(2);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        let cache = rocksdb::Cache::new_lru_cache(16 << 20).map_err(|e| classify(&display, e))?;
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        options.set_block_based_table_factory(&table);
         let db = DB::open(&options, path).map_err(|e| classify(&display, e))?;
         let store = RocksStore {
             db,
@@ -340,8 +357,11 @@ impl Store for RocksStore {
                 break;
             }
             let position = u64_of(&v)?;
-            let Some((_, id)) = self.scan(b'o', &position.to_be_bytes(), 1)?.pop() else {
-                break;
+            let Some(id) = self.get(&num_key(b'o', position))? else {
+                return Err(StoreError::Corrupt {
+                    path: self.path.display().to_string(),
+                    detail: "an event listed by creator has no position".into(),
+                });
             };
             match self.event_by_id_bytes(&id)? {
                 Some(e) => out.push((position, e)),
@@ -354,6 +374,49 @@ impl Store for RocksStore {
             }
         }
         Ok(out)
+    }
+
+    fn prune_below(&self, floors: &[(hashgraph::PublicKey, u64)]) -> Result<u64, StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut pruned = 0;
+        for (creator, floor) in floors {
+            let done = self.pruned_below(creator)?;
+            if *floor <= done {
+                continue;
+            }
+            let start = creator_key(creator, done);
+            let end = creator_key(creator, *floor);
+            for item in self
+                .db
+                .iterator(IteratorMode::From(&start, Direction::Forward))
+            {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                if k.as_ref() >= end.as_slice() || k.len() != end.len() {
+                    break;
+                }
+                let order_key = num_key(b'o', u64_of(&v)?);
+                if let Some(id) = self.get(&order_key)? {
+                    batch.delete(key(b'e', &id));
+                    // Our own index goes with our own events.
+                    let index = u64_of(&k[k.len() - 8..])?;
+                    let own_key = num_key(b's', index);
+                    if self.get(&own_key)?.as_deref() == Some(id.as_slice()) {
+                        batch.delete(own_key);
+                    }
+                }
+                batch.delete(order_key);
+                batch.delete(k);
+                pruned += 1;
+            }
+            batch.put(pruned_key(creator), floor.to_be_bytes());
+        }
+        self.write(batch, false)?;
+        Ok(pruned)
+    }
+
+    fn pruned_below(&self, creator: &hashgraph::PublicKey) -> Result<u64, StoreError> {
+        self.get(&pruned_key(creator))?
+            .map_or(Ok(0), |v| u64_of(&v))
     }
 
     fn put_checkpoint(&self, checkpoint: &[u8], events: u64) -> Result<(), StoreError> {
