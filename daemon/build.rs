@@ -14,9 +14,18 @@ fn main() {
     if let Some(commit) = commit {
         println!("cargo:rustc-env=HEARSAY_GIT_COMMIT={commit}");
     }
-    // Rebuild when HEAD moves (a commit or a checkout), so the commit shown stays true.
-    for path in ["../.git/HEAD", "../.git/refs/heads", "../.git/packed-refs"] {
-        println!("cargo:rerun-if-changed={path}");
+    // Rebuild when HEAD moves (a commit or a checkout), so the commit shown stays true. Git
+    // names the files, since in a worktree `.git` is a file pointing elsewhere.
+    for name in ["HEAD", "refs/heads", "packed-refs"] {
+        let path = Command::new("git")
+            .args(["rev-parse", "--git-path", name])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok());
+        if let Some(path) = path {
+            println!("cargo:rerun-if-changed={}", path.trim());
+        }
     }
     println!("cargo:rerun-if-env-changed=HEARSAY_GIT_COMMIT");
 }

@@ -24,8 +24,10 @@ pub const MAX_EVENT_PAYLOAD: usize = 1 << 20;
 pub const PROBE_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most block signatures of others kept while waiting for our own app's answer.
 const MAX_STASHED_SIGNATURES: usize = 100_000;
-/// Blocks kept in memory; older ones are read from the store.
+/// Blocks kept in memory, by count and by bytes of transactions (under load a block holds
+/// thousands); older ones are read from the store.
 const RECENT_BLOCKS: usize = 256;
+const RECENT_BLOCK_BYTES: usize = 8 << 20;
 /// Consensus rounds between two evictions of decided history, each followed by a checkpoint
 /// of the consensus state (a restart replays only the events accepted since).
 pub const CHECKPOINT_EVERY_ROUNDS: u64 = 16;
@@ -53,6 +55,11 @@ pub fn save_checkpoint(
     let bytes = postcard::to_stdvec(&saved).expect("encoding into a Vec cannot fail");
     store.put_checkpoint(&bytes, store.event_count()?)?;
     Ok(bytes.len())
+}
+
+/// Bytes of transactions in a block, for the bound on blocks kept in memory.
+fn payload_bytes(block: &Block) -> usize {
+    block.body.transactions.iter().map(Vec::len).sum()
 }
 
 /// Stops the process on a failed write: going on with a store that lacks what the node did
@@ -321,6 +328,8 @@ pub struct Core {
     /// The latest blocks, from index `recent_base`; older ones are in the store.
     recent: VecDeque<Block>,
     recent_base: u64,
+    /// Bytes of transactions in `recent`.
+    recent_bytes: usize,
     /// Rounds of decided history kept in memory, and the round of the last checkpoint.
     memory_rounds: u64,
     checkpointed_round: u64,
@@ -388,6 +397,7 @@ impl Core {
             suspended_by_limit: false,
             last_probe: None,
             recent: VecDeque::new(),
+            recent_bytes: 0,
             recent_base: blocks_before,
             memory_rounds,
             checkpointed_round,
@@ -752,9 +762,14 @@ impl Core {
     }
 
     fn push_block(&mut self, block: Block) {
+        self.recent_bytes += payload_bytes(&block);
         self.recent.push_back(block);
-        while self.recent.len() > RECENT_BLOCKS {
-            self.recent.pop_front();
+        while self.recent.len() > RECENT_BLOCKS
+            || (self.recent_bytes > RECENT_BLOCK_BYTES && self.recent.len() > 1)
+        {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_bytes -= payload_bytes(&old);
+            }
             self.recent_base += 1;
         }
     }
