@@ -127,10 +127,13 @@ async fn random_kills_lose_nothing_duplicate_nothing_and_never_fork() {
             let mut conn = None;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                // Every attempt carries new content: an attempt whose answer was lost to a
+                // kill may have been accepted, and sending its bytes again would be a second
+                // transaction with the same content, not a duplicate by the node.
                 let tx = format!("crash-{node}-{i}");
+                i += 1;
                 if try_submit(addr, &mut conn, i, &tx) {
                     accepted.lock().unwrap().push(tx);
-                    i += 1;
                 } else {
                     // The node is down: wait for it to come back rather than spin.
                     std::thread::sleep(Duration::from_millis(20));

@@ -78,10 +78,11 @@ impl RocksStore {
         // the error comes back as a status and the node reports it.
         options.set_log_level(rocksdb::LogLevel::Fatal);
         // A fixed memory budget, so that the node's resident memory does not grow with the
-        // database: at most two 16 MiB memtables (RocksDB's default is two of 64 MiB, which a
-        // node under load fills over minutes), and index and filter blocks kept in a bounded
-        // block cache instead of one table reader per file held for good.
-        options.set_write_buffer_size(16 << 20);
+        // database: at most two 8 MiB memtables (RocksDB's default is two of 64 MiB, which a
+        // node under load fills over minutes; each fills and is freed in turn, so its size is
+        // also the swing of the resident memory), and index and filter blocks kept in a
+        // bounded block cache instead of one table reader per file held for good.
+        options.set_write_buffer_size(8 << 20);
         options.set_max_write_buffer_number(2);
         let mut table = rocksdb::BlockBasedOptions::default();
         let cache = rocksdb::Cache::new_lru_cache(16 << 20).map_err(|e| classify(&display, e))?;
