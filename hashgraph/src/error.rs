@@ -96,6 +96,24 @@ pub enum HashgraphError {
     /// A checkpoint given to [`crate::Hashgraph::restore`] cannot be used.
     #[error("the checkpoint cannot be restored: {0}")]
     BadCheckpoint(String),
+    /// Receipts were given for a block consensus is not waiting on.
+    #[error("no receipts are awaited for block {block_index} (awaited: {awaited:?})")]
+    NotAwaitingReceipts {
+        /// The block the receipts were for.
+        block_index: u64,
+        /// The block whose receipts are awaited, if any.
+        awaited: Option<u64>,
+    },
+    /// Receipts whose count differs from the block's internal transactions.
+    #[error("block {block_index} has {expected} internal transactions, got {got} receipts")]
+    ReceiptCount {
+        /// The block.
+        block_index: u64,
+        /// Its internal transactions.
+        expected: usize,
+        /// Receipts given.
+        got: usize,
+    },
     /// Creating a self-event failed insertion (e.g. payload too large).
     #[error(transparent)]
     Insert(#[from] InsertError),

@@ -45,6 +45,14 @@ pub enum EventError {
         /// Its index.
         index: u64,
     },
+    /// A membership change the event carries is not signed by its subject peer.
+    #[error("event {id:?}: internal transaction {position} is not signed by its subject peer")]
+    BadInternalTransaction {
+        /// Id of the event.
+        id: Hash,
+        /// Position of the change among the event's internal transactions.
+        position: usize,
+    },
 }
 
 /// What a membership change does.
@@ -330,6 +338,13 @@ impl Event {
         if !body.creator.verify(&self.id(), self.signature()) {
             return Err(EventError::BadSignature { id: self.id() });
         }
+        // A change of the validator set needs its subject's consent, whoever carries it.
+        if let Some(position) = body.internal_transactions.iter().position(|t| !t.verify()) {
+            return Err(EventError::BadInternalTransaction {
+                id: self.id(),
+                position,
+            });
+        }
         Ok(VerifiedEvent(self))
     }
 
@@ -463,5 +478,15 @@ mod tests {
         let mut forged = itx.clone();
         forged.body.kind = InternalTransactionKind::PeerRemove;
         assert!(!forged.verify());
+
+        // An event carrying a forged change is refused as a whole.
+        let creator = SecretKey::from_seed(b"carrier");
+        let mut body = sample(0, None);
+        body.creator = creator.public_key();
+        body.internal_transactions = vec![itx, forged];
+        assert!(matches!(
+            body.sign(&creator).verify(),
+            Err(EventError::BadInternalTransaction { position: 1, .. })
+        ));
     }
 }

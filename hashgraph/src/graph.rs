@@ -25,7 +25,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 mod checkpoint;
+mod membership;
 pub use checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
+pub use membership::{PeerSetChange, PEER_CHANGE_DELAY_ROUNDS};
 
 use crate::block::{Block, BlockBody, Frame, FrameEvent, Root};
 use crate::crypto::{Hash, PublicKey, SecretKey};
@@ -277,6 +279,14 @@ struct Node {
     consensus_ts: Option<i64>,
 }
 
+/// Where [`Hashgraph::place`] puts an event.
+struct Placement {
+    round: u64,
+    see_cur: Box<[u64]>,
+    see_prev: Box<[u64]>,
+    witness: Option<Box<WitnessState>>,
+}
+
 impl Node {
     fn anc(&self, creator: u32) -> Anc {
         self.la.get(creator as usize).copied().unwrap_or(NO_ANC)
@@ -336,6 +346,9 @@ pub struct Hashgraph {
     /// The event being inserted, before it joins the arena: its sequence number, index and
     /// self-parent, so that ancestry walks starting at it (a forker's own entry) work.
     inserting: Option<(Seq, u64, Option<Seq>)>,
+    /// A block of validator-set changes waiting for the app's receipts: consensus stops after
+    /// its round until then (see the `membership` module).
+    awaiting: Option<membership::AwaitingReceipts>,
 }
 
 impl Hashgraph {
@@ -364,6 +377,7 @@ impl Hashgraph {
             stats: Stats::default(),
             ready: Ready::default(),
             inserting: None,
+            awaiting: None,
         };
         hg.add_peer_set(0, genesis);
         hg
@@ -613,7 +627,8 @@ impl Hashgraph {
         if let (Some(me), Some(rs)) = (peers.slot(creator), self.round_state(target)) {
             for &w in &rs.witnesses {
                 let wn = self.live(w);
-                if self.anc_covers(la[wn.creator as usize], w, wn.creator, wn.index()) {
+                let anc = la.get(wn.creator as usize).copied().unwrap_or(NO_ANC);
+                if self.anc_covers(anc, w, wn.creator, wn.index()) {
                     let row = peers.slot(wn.creator).expect("witnesses are members");
                     matrix[row * peers.words + me / 64] |= 1 << (me % 64);
                 }
@@ -891,59 +906,12 @@ impl Hashgraph {
             .map(|&p| self.live(p).lamport + 1)
             .max()
             .unwrap_or(0);
-        self.ensure_round(parent_round);
-
-        // Round: advance if this event strongly sees a supermajority of the round's witnesses.
-        let see_r = self.see_matrix(parent_round, &parents, creator, &la);
-        let seen_r = self.strongly_seen(parent_round, &la, &see_r);
-        let advance = seen_r.len() >= self.peers_for(parent_round).supermajority;
-        let round = parent_round + u64::from(advance);
-        self.ensure_round(round);
-        let round_peers = Arc::clone(&self.round_state(round).expect("ensured").peers);
-        let self_parent_round = self_parent.map(|sp| self.live(sp).round);
-        let is_witness =
-            round_peers.slot(creator).is_some() && self_parent_round.is_none_or(|r| r < round);
-
-        let (mut see_cur, see_prev) = if advance {
-            (
-                vec![0u64; round_peers.matrix_len()].into_boxed_slice(),
-                see_r,
-            )
-        } else if parent_round > 0 {
-            let prev = self.see_matrix(parent_round - 1, &parents, creator, &la);
-            (see_r, prev)
-        } else {
-            (see_r, Box::default())
-        };
-        if is_witness {
-            // A witness sees itself through itself.
-            let me = round_peers.slot(creator).expect("witness is a member");
-            see_cur[me * round_peers.words + me / 64] |= 1 << (me % 64);
-        }
-
-        let witness = if is_witness {
-            let strongly_seen = if advance {
-                seen_r
-            } else if round > 0 {
-                self.strongly_seen(round - 1, &la, &see_prev)
-            } else {
-                Vec::new()
-            };
-            let rs = &self.rounds[(round - self.round_base) as usize];
-            Some(Box::new(WitnessState {
-                strongly_seen,
-                // A witness that shows up after its round was decided cannot be famous.
-                famous: rs.decided.then_some(false),
-                votes: Vec::new(),
-            }))
-        } else {
-            None
-        };
-        if is_witness {
-            self.rounds[(round - self.round_base) as usize]
-                .witnesses
-                .push(seq);
-        }
+        let Placement {
+            round,
+            see_cur,
+            see_prev,
+            witness,
+        } = self.place(seq, creator, self_parent, &parents, &la);
 
         self.arena.push_back(Some(Node {
             event: event.clone(),
@@ -968,6 +936,86 @@ impl Hashgraph {
         self.ready.events.push(event.clone());
         outcome.added.push(id);
         Ok(Some(id))
+    }
+
+    /// The round, strong-seeing matrices and witness state of event `seq` by `creator`, from
+    /// its parents' placement, its ancestry `la` and the validator sets; a witness joins its
+    /// round's list. Insertion calls it once per event; a validator-set change calls it again
+    /// for the events it affects (`membership::rewind`), in insertion order. Parents evicted
+    /// since insertion are far below the rounds concerned and count for nothing.
+    fn place(
+        &mut self,
+        seq: Seq,
+        creator: u32,
+        self_parent: Option<Seq>,
+        parents: &[Seq],
+        la: &[Anc],
+    ) -> Placement {
+        let parents: Vec<Seq> = parents
+            .iter()
+            .copied()
+            .filter(|&p| self.node(p).is_some())
+            .collect();
+        let parent_round = parents
+            .iter()
+            .map(|&p| self.live(p).round)
+            .max()
+            .unwrap_or(0);
+        self.ensure_round(parent_round);
+
+        // Round: advance if this event strongly sees a supermajority of the round's witnesses.
+        let see_r = self.see_matrix(parent_round, &parents, creator, la);
+        let seen_r = self.strongly_seen(parent_round, la, &see_r);
+        let advance = seen_r.len() >= self.peers_for(parent_round).supermajority;
+        let round = parent_round + u64::from(advance);
+        self.ensure_round(round);
+        let round_peers = Arc::clone(&self.round_state(round).expect("ensured").peers);
+        let self_parent_round = self_parent.and_then(|sp| self.node(sp)).map(|n| n.round);
+        let is_witness =
+            round_peers.slot(creator).is_some() && self_parent_round.is_none_or(|r| r < round);
+
+        let (mut see_cur, see_prev) = if advance {
+            (
+                vec![0u64; round_peers.matrix_len()].into_boxed_slice(),
+                see_r,
+            )
+        } else if parent_round > 0 {
+            let prev = self.see_matrix(parent_round - 1, &parents, creator, la);
+            (see_r, prev)
+        } else {
+            (see_r, Box::default())
+        };
+        if is_witness {
+            // A witness sees itself through itself.
+            let me = round_peers.slot(creator).expect("witness is a member");
+            see_cur[me * round_peers.words + me / 64] |= 1 << (me % 64);
+        }
+
+        let witness = if is_witness {
+            let strongly_seen = if advance {
+                seen_r
+            } else if round > 0 {
+                self.strongly_seen(round - 1, la, &see_prev)
+            } else {
+                Vec::new()
+            };
+            let rs = &mut self.rounds[(round - self.round_base) as usize];
+            rs.witnesses.push(seq);
+            Some(Box::new(WitnessState {
+                strongly_seen,
+                // A witness that shows up after its round was decided cannot be famous.
+                famous: rs.decided.then_some(false),
+                votes: Vec::new(),
+            }))
+        } else {
+            None
+        };
+        Placement {
+            round,
+            see_cur,
+            see_prev,
+            witness,
+        }
     }
 
     // ----- creating our own events ----------------------------------------------------------
@@ -1044,8 +1092,11 @@ impl Hashgraph {
     /// order: events get their round received and consensus timestamp, blocks are made.
     /// Cheap when there is nothing new; call it after a batch of insertions.
     pub fn run_consensus(&mut self) {
+        if self.awaiting.is_some() {
+            return;
+        }
         self.decide_fame();
-        while self.received_next < self.fame_next {
+        while self.received_next < self.fame_next && self.awaiting.is_none() {
             let r = self.received_next;
             self.receive_round(r);
             self.received_next += 1;
@@ -1268,6 +1319,13 @@ impl Hashgraph {
                 transactions,
                 internal_transactions: internal,
             };
+            if !body.internal_transactions.is_empty() {
+                self.awaiting = Some(membership::AwaitingReceipts {
+                    block_index: body.index,
+                    round_received: r,
+                    changes: body.internal_transactions.clone(),
+                });
+            }
             self.prev_block_hash = body.hash();
             self.next_block_index += 1;
             self.stats.last_block_index = Some(body.index);

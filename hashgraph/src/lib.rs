@@ -23,7 +23,7 @@ pub use event::{
     InternalTransactionKind, VerifiedEvent, MAX_EVENT_BYTES,
 };
 pub use graph::{
-    Checkpoint, Config, EventInfo, ForkEvidence, Hashgraph, InsertOutcome, OrderedEvent, Ready,
-    Stats,
+    Checkpoint, Config, EventInfo, ForkEvidence, Hashgraph, InsertOutcome, OrderedEvent,
+    PeerSetChange, Ready, Stats, PEER_CHANGE_DELAY_ROUNDS,
 };
 pub use peers::{Peer, PeerSet, PeerSetError};

@@ -57,6 +57,40 @@ pub fn save_checkpoint(
     Ok(bytes.len())
 }
 
+/// Hands `hg` the app's receipts stored in `block`, the block whose receipts consensus waits
+/// on (see [`Hashgraph::awaiting_receipts`]); records a resulting validator-set change in the
+/// store. Returns whether consensus may go on.
+pub fn apply_block_receipts(
+    hg: &mut Hashgraph,
+    block: &Block,
+    store: &dyn Store,
+) -> Result<bool, StoreError> {
+    let accepted: Vec<bool> = block.receipts.iter().map(|r| r.accepted).collect();
+    match hg.apply_receipts(block.body.index, &accepted) {
+        Ok(Some(change)) => {
+            tracing::info!(
+                block = block.body.index,
+                from_round = change.round,
+                validators = change.peers.len(),
+                "the validator set changes"
+            );
+            store.put_peer_set(change.round, &change.peers)?;
+            Ok(true)
+        }
+        Ok(None) => {
+            tracing::info!(
+                block = block.body.index,
+                "validator-set changes refused by the app: the set stays"
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot apply the app's receipts");
+            Ok(false)
+        }
+    }
+}
+
 /// Bytes of transactions in a block, for the bound on blocks kept in memory.
 fn payload_bytes(block: &Block) -> usize {
     block.body.transactions.iter().map(Vec::len).sum()
@@ -683,6 +717,11 @@ impl Core {
                 }
             }
         }
+        // A block the app answered before a restart is not delivered again: its stored
+        // receipts let consensus go on.
+        if self.apply_answered_receipts() {
+            return self.settle();
+        }
         self.evict_and_checkpoint();
         let stats = self.hg.stats();
         let n = self.hg.peer_set(stats.last_round.unwrap_or(0)).len();
@@ -755,6 +794,27 @@ impl Core {
         }
         self.our_signatures
             .push(BlockSignature { index, signature });
+        if self.apply_answered_receipts() {
+            self.settle();
+        }
+    }
+
+    /// If consensus waits on the receipts of a block the app has answered, hands them over;
+    /// returns whether it did.
+    fn apply_answered_receipts(&mut self) -> bool {
+        let Some(index) = self.hg.awaiting_receipts() else {
+            return false;
+        };
+        if index >= self.blocks_committed {
+            return false;
+        }
+        let Some(block) = self.block(index) else {
+            return false;
+        };
+        match apply_block_receipts(&mut self.hg, &block, self.store.as_ref()) {
+            Ok(applied) => applied,
+            Err(e) => fatal_store_error(&e, "a validator-set change"),
+        }
     }
 
     fn block_count(&self) -> u64 {

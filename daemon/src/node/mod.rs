@@ -360,6 +360,19 @@ pub fn resume(genesis: PeerSet, store: &dyn crate::store::Store) -> anyhow::Resu
     };
     let blocks_before = hg.stats().last_block_index.map_or(0, |i| i + 1);
     let replayed = replay(&mut hg, store, from)?;
+    // Consensus stopped at a block of validator-set changes the app had answered before the
+    // restart: its stored receipts let it go on (the events are all in already).
+    let acknowledged = store.app_acknowledged()?;
+    while let Some(index) = hg.awaiting_receipts() {
+        let answered = store
+            .block(index)?
+            .filter(|_| acknowledged.is_some_and(|a| index <= a));
+        let Some(block) = answered else { break };
+        if !self::core::apply_block_receipts(&mut hg, &block, store)? {
+            break;
+        }
+        hg.run_consensus();
+    }
     if from > 0 || replayed > 0 {
         tracing::info!(
             checkpoint_events = from,
@@ -418,4 +431,95 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::Store;
+    use hashgraph::{
+        InternalTransaction, InternalTransactionKind, InternalTransactionReceipt, Peer, SecretKey,
+    };
+
+    /// A store holding a 4-validator history in which validator 0 carried a PEER_ADD, with
+    /// the block of that change (answered by the app as `answer` says, or not at all) and
+    /// the events of 40 rounds after it.
+    fn history_with_a_change(answer: Option<bool>) -> (MemoryStore, PeerSet, Peer, u64) {
+        let (keys, genesis) = hearsay_testkit::sim::validators(4);
+        let joiner_key = SecretKey::from_seed(b"joiner");
+        let joiner = Peer::new(joiner_key.public_key(), "127.0.0.1:9", "joiner");
+        let add = InternalTransaction::new(
+            InternalTransactionKind::PeerAdd,
+            joiner.clone(),
+            &joiner_key,
+        );
+        let store = MemoryStore::default();
+        let mut hg = Hashgraph::new(hashgraph::Config::default(), genesis.clone());
+        let mut blocks = Vec::new();
+        let mut i = 0;
+        while hg.stats().last_round.unwrap_or(0) < 60 {
+            let me = i % 4;
+            let other = hg.head(&keys[(me + 3) % 4].public_key());
+            let internal = if i == 8 { vec![add.clone()] } else { vec![] };
+            hg.create_event(
+                &keys[me],
+                other,
+                i as i64,
+                vec![vec![b'x'; 8]],
+                internal,
+                vec![],
+            )
+            .unwrap();
+            hg.run_consensus();
+            let ready = hg.take_ready();
+            store.put_events(&ready.events).unwrap();
+            blocks.extend(ready.blocks);
+            i += 1;
+        }
+        let mut block = blocks
+            .into_iter()
+            .find(|b| !b.body.internal_transactions.is_empty())
+            .expect("the change was ordered");
+        assert_eq!(hg.awaiting_receipts(), Some(block.body.index));
+        if let Some(accepted) = answer {
+            block.state_hash = vec![1];
+            block.receipts = vec![InternalTransactionReceipt {
+                internal_transaction: add,
+                accepted,
+            }];
+            store.put_block(&block).unwrap();
+            store.set_app_acknowledged(block.body.index).unwrap();
+        } else {
+            store.put_block(&block).unwrap();
+        }
+        (store, genesis, joiner, block.body.round_received)
+    }
+
+    #[test]
+    fn a_restart_applies_the_receipts_the_app_gave_before_it() {
+        let (store, genesis, joiner, round) = history_with_a_change(Some(true));
+        let resumed = resume(genesis.clone(), &store).unwrap();
+        let first = round + hashgraph::PEER_CHANGE_DELAY_ROUNDS;
+        assert_eq!(resumed.hg.awaiting_receipts(), None);
+        assert!(!resumed.hg.peer_set(first - 1).contains(&joiner.pub_key));
+        assert!(resumed.hg.peer_set(first).contains(&joiner.pub_key));
+        assert!(resumed.hg.last_consensus_round() > Some(first));
+        let stored = store.peer_sets().unwrap();
+        assert_eq!(stored.last().map(|(r, s)| (*r, s.len())), Some((first, 5)));
+    }
+
+    #[test]
+    fn a_refused_change_leaves_the_set_and_an_unanswered_one_waits() {
+        let (store, genesis, joiner, round) = history_with_a_change(Some(false));
+        let resumed = resume(genesis.clone(), &store).unwrap();
+        assert_eq!(resumed.hg.awaiting_receipts(), None);
+        assert!(!resumed.hg.peer_set(round + 100).contains(&joiner.pub_key));
+        assert!(resumed.hg.last_consensus_round() > Some(round + 6));
+
+        let (store, genesis, _, round) = history_with_a_change(None);
+        let resumed = resume(genesis, &store).unwrap();
+        assert!(resumed.hg.awaiting_receipts().is_some());
+        assert_eq!(resumed.hg.last_consensus_round(), Some(round));
+    }
 }

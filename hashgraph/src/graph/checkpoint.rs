@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::membership::AwaitingReceipts;
 use super::{Anc, Config, Hashgraph, Node, Ready, RoundState, Seq, Stats, WitnessState};
 use crate::block::Root;
 use crate::crypto::{Hash, PublicKey};
@@ -20,7 +21,7 @@ use crate::event::Event;
 use crate::peers::PeerSet;
 
 /// Format of [`Checkpoint`]; a host refuses (and falls back to a full replay) on another.
-pub const CHECKPOINT_FORMAT: u32 = 1;
+pub const CHECKPOINT_FORMAT: u32 = 2;
 
 /// A saved [`Hashgraph`], see the module documentation. Serialisable; its fields are private.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,6 +40,7 @@ pub struct Checkpoint {
     next_block_index: u64,
     prev_block_hash: Hash,
     stats: Stats,
+    awaiting: Option<AwaitingReceipts>,
 }
 
 impl Checkpoint {
@@ -162,6 +164,7 @@ impl Hashgraph {
             next_block_index: self.next_block_index,
             prev_block_hash: self.prev_block_hash,
             stats: self.stats.clone(),
+            awaiting: self.awaiting.clone(),
         }
     }
 
@@ -300,6 +303,7 @@ impl Hashgraph {
         hg.next_block_index = checkpoint.next_block_index;
         hg.prev_block_hash = checkpoint.prev_block_hash;
         hg.stats = checkpoint.stats;
+        hg.awaiting = checkpoint.awaiting;
         hg.pending = HashMap::new();
         hg.pending_ids = HashSet::new();
         hg.ready = Ready::default();
