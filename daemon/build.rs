@@ -23,8 +23,12 @@ fn main() {
             .ok()
             .filter(|o| o.status.success())
             .and_then(|o| String::from_utf8(o.stdout).ok());
-        if let Some(path) = path {
-            println!("cargo:rerun-if-changed={}", path.trim());
+        // A path that does not exist (packed-refs, before git packs any) would make Cargo
+        // run this script, and rebuild the crate, on every build.
+        if let Some(path) = path.map(|p| p.trim().to_string()) {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
         }
     }
     println!("cargo:rerun-if-env-changed=HEARSAY_GIT_COMMIT");

@@ -11,7 +11,10 @@
 //! in memory, undetermined events, transaction pool, blocks waiting for the app, last block),
 //! printing one line per sample and writing them as CSV. The summary gives, per node, RSS
 //! min / median / max after warm-up (the first 5 minutes, or the first third of a shorter run)
-//! and the spread (max - min) / median against the 10% aim, the committed rate over the run,
+//! and the spread (max - min) / median against the 10% aim; the trend (median of the first
+//! fifth after warm-up against the last fifth), of the RSS and of the RSS less the memory the
+//! database reports holding (memtables, block cache, table readers, from `/metrics`); the
+//! committed rate over the run,
 //! and the transactions lost (accepted by a proxy but never delivered; asserted to be 0).
 //!
 //! Options, after `--`: `--rate N` soaks at N tx/s in total without a ramp; `--minutes M`
@@ -179,6 +182,9 @@ fn stats_field(stats: &serde_json::Value, name: &str) -> Option<i64> {
 struct Sample {
     elapsed_s: f64,
     rss_kib: Vec<u64>,
+    /// Per node, the memory its database reports holding (`hearsay_store_memory_bytes`,
+    /// all parts), in KiB: what of the RSS RocksDB's bounded caches account for.
+    store_kib: Vec<u64>,
     /// Per node, `STATS_FIELDS` in order.
     stats: Vec<Vec<Option<i64>>>,
 }
@@ -196,6 +202,7 @@ fn take_sample(net: &common::Network, pids: &[u32], elapsed_s: f64) -> Sample {
             })
         })
         .collect();
+    let store_kib = (0..pids.len()).map(|i| store_memory_kib(net, i)).collect();
     let stats = (0..pids.len())
         .map(|i| {
             let stats = net.stats(i);
@@ -208,8 +215,20 @@ fn take_sample(net: &common::Network, pids: &[u32], elapsed_s: f64) -> Sample {
     Sample {
         elapsed_s,
         rss_kib,
+        store_kib,
         stats,
     }
+}
+
+/// Node `i`'s database memory from `/metrics`, in KiB (0 if it reports none).
+fn store_memory_kib(net: &common::Network, i: usize) -> u64 {
+    let (_, body) = common::http_get(net.nodes[i].service_listen, "/metrics").unwrap_or_default();
+    let bytes: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("hearsay_store_memory_bytes{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    (bytes / 1024.0) as u64
 }
 
 fn mib(kib: u64) -> f64 {
@@ -271,6 +290,7 @@ fn main() {
     let mut header = vec!["elapsed_s".to_string(), "delivered_txs".to_string()];
     for i in 0..NODES {
         header.push(format!("rss_kib_{i}"));
+        header.push(format!("store_kib_{i}"));
         header.extend(STATS_FIELDS.iter().map(|f| format!("{f}_{i}")));
     }
     writeln!(csv, "{}", header.join(",")).unwrap();
@@ -325,8 +345,14 @@ fn main() {
             show(last_block),
         );
         let mut row = vec![format!("{elapsed_s:.1}"), delivered.to_string()];
-        for (rss, stats) in sample.rss_kib.iter().zip(&sample.stats) {
+        for ((rss, store), stats) in sample
+            .rss_kib
+            .iter()
+            .zip(&sample.store_kib)
+            .zip(&sample.stats)
+        {
             row.push(rss.to_string());
+            row.push(store.to_string());
             row.extend(
                 stats
                     .iter()
@@ -365,6 +391,34 @@ fn main() {
         println!(
             "| {i} | {min:.1} | {med:.1} | {max:.1} | {spread:.1}% | {} |",
             if spread <= 10.0 { "yes" } else { "no" }
+        );
+    }
+    // A slow leak shows as a trend; the spread above also holds the swing of the
+    // memtables filling and being freed. Compare the first and last fifth after warm-up, for
+    // the RSS and for the RSS less what the database reports holding.
+    println!(
+        "trend after warm-up, median of the first fifth -> median of the last fifth (MiB): \
+         RSS, and RSS less the database's own memory"
+    );
+    let fifth = (after.len() / 5).max(1);
+    for i in 0..NODES {
+        if after.len() < 2 {
+            break;
+        }
+        let rss = |s: &&Sample| mib(s.rss_kib[i]);
+        let rest = |s: &&Sample| mib(s.rss_kib[i].saturating_sub(s.store_kib[i]));
+        let window = |range: &[&Sample], f: &dyn Fn(&&Sample) -> f64| {
+            let mut v: Vec<f64> = range.iter().map(f).collect();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            median(&v)
+        };
+        let (head, tail) = (&after[..fifth], &after[after.len() - fifth..]);
+        let (r0, r1) = (window(head, &rss), window(tail, &rss));
+        let (o0, o1) = (window(head, &rest), window(tail, &rest));
+        println!(
+            "node {i}: RSS {r0:.1} -> {r1:.1} ({:+.1}%), without the database {o0:.1} -> {o1:.1} ({:+.1}%)",
+            (r1 - r0) / r0 * 100.0,
+            (o1 - o0) / o0 * 100.0
         );
     }
     println!(

@@ -472,6 +472,17 @@ async fn metrics(State(s): State<Shared_>) -> Result<Response, HttpError> {
         "Validators caught forking.",
         st.forkers as f64,
     );
+    let parts = s.store.memory_usage();
+    if !parts.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP hearsay_store_memory_bytes Memory the database holds, by part."
+        );
+        let _ = writeln!(out, "# TYPE hearsay_store_memory_bytes gauge");
+        for (part, bytes) in parts {
+            let _ = writeln!(out, "hearsay_store_memory_bytes{{part=\"{part}\"}} {bytes}");
+        }
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -57,6 +57,8 @@ pub struct Shared {
     /// Notified when work arrives (a transaction, an event with a payload), so that an idle
     /// gossip loop does not wait out its slow heartbeat.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The store, for its memory figures in `/metrics`.
+    pub store: Arc<dyn crate::store::Store>,
     /// Parsed public keys, shared by the signature-checking threads.
     pub keys: Arc<hashgraph::KeyCache>,
 }
@@ -238,6 +240,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         state: state_rx,
         wake: Arc::clone(&wake),
         keys: Arc::new(hashgraph::KeyCache::default()),
+        store: Arc::clone(&store),
     });
 
     let mut tasks = tokio::task::JoinSet::new();

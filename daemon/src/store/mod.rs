@@ -115,6 +115,11 @@ pub trait Store: Send + Sync {
     fn prune_below(&self, floors: &[(PublicKey, u64)]) -> Result<u64, StoreError>;
     /// Below which index `creator`'s events were pruned (0 if none were).
     fn pruned_below(&self, creator: &PublicKey) -> Result<u64, StoreError>;
+    /// Memory the store itself holds, by part (name, bytes), for `/metrics`; empty for a
+    /// store that has nothing to report.
+    fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// Records a block (again, when its signatures or state hash change).
     fn put_block(&self, block: &Block) -> Result<(), StoreError>;
     /// A block by index.

@@ -415,6 +415,20 @@ impl Store for RocksStore {
         Ok(pruned)
     }
 
+    fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("memtables", "rocksdb.cur-size-all-mem-tables"),
+            ("block_cache", "rocksdb.block-cache-usage"),
+            ("table_readers", "rocksdb.estimate-table-readers-mem"),
+        ]
+        .into_iter()
+        .filter_map(|(part, property)| {
+            let value = self.db.property_int_value(property).ok().flatten()?;
+            Some((part, value))
+        })
+        .collect()
+    }
+
     fn pruned_below(&self, creator: &hashgraph::PublicKey) -> Result<u64, StoreError> {
         self.get(&pruned_key(creator))?
             .map_or(Ok(0), |v| u64_of(&v))
