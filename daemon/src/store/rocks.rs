@@ -542,6 +542,31 @@ mod tests {
     }
 
     #[test]
+    fn memory_usage_reports_the_memtables_filling() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path()).unwrap();
+        let part = |name: &str| {
+            store
+                .memory_usage()
+                .into_iter()
+                .find(|(p, _)| *p == name)
+                .map(|(_, bytes)| bytes)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", store.memory_usage()))
+        };
+        let before = part("memtables");
+        for seq in 0..1_000 {
+            store.put_pending_transaction(seq, &[7u8; 1_000]).unwrap();
+        }
+        let after = part("memtables");
+        assert!(
+            after >= before + 1_000_000,
+            "memtables {before} -> {after} bytes"
+        );
+        part("block_cache");
+        part("table_readers");
+    }
+
+    #[test]
     fn a_locked_database_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let _first = RocksStore::open(dir.path()).unwrap();
