@@ -15,55 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::indexed_app::IndexedApp;
 use common::Network;
 use hearsay::store::Store;
-use hearsay_proxy::{AppHandler, Block, CommitResponse};
+use hearsay_proxy::Block;
 use rand::{Rng, SeedableRng};
-
-/// An app that keeps blocks by index: a block delivered again after a crash (the one in
-/// flight when the node died) must be identical, and is answered with the same state hash.
-#[derive(Default)]
-struct IndexedApp {
-    blocks: Mutex<BTreeMap<u64, Block>>,
-    mismatches: Mutex<Vec<u64>>,
-}
-
-impl AppHandler for IndexedApp {
-    fn commit_block(&self, block: &Block) -> Result<CommitResponse, String> {
-        let mut blocks = self.blocks.lock().unwrap();
-        let index = block.body.index;
-        if let Some(known) = blocks.get(&index) {
-            if known.body.transactions != block.body.transactions
-                || known.body.round_received != block.body.round_received
-            {
-                self.mismatches.lock().unwrap().push(index);
-            }
-        } else {
-            blocks.insert(index, block.clone());
-        }
-        let mut hash = vec![0u8; 32];
-        hash[..8].copy_from_slice(&index.to_be_bytes());
-        Ok(CommitResponse::accept_all(hash, block))
-    }
-    fn get_snapshot(&self, _index: u64) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-    fn restore(&self, _snapshot: &[u8]) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-}
-
-impl IndexedApp {
-    fn transactions(&self) -> Vec<String> {
-        self.blocks
-            .lock()
-            .unwrap()
-            .values()
-            .flat_map(|b| b.body.transactions.iter())
-            .map(|t| String::from_utf8_lossy(t).into_owned())
-            .collect()
-    }
-}
 
 /// Submits one transaction on `conn` (connecting if needed); true only for an answer `true`.
 fn try_submit(

@@ -13,12 +13,38 @@ const TOTAL_TXS: usize = 2000;
 /// Submits `count` transactions named `prefix-<node>-<i>` through every node's proxy port,
 /// one raw JSON-RPC connection per node, many requests per connection.
 async fn submit_everywhere(net: &Network, prefix: &str, count: usize) -> Vec<String> {
-    let n = net.nodes.len();
+    submit_through(net, None, prefix, count).await
+}
+
+/// [`submit_everywhere`] through every node but `skip`.
+async fn submit_everywhere_but(
+    net: &Network,
+    skip: usize,
+    prefix: &str,
+    count: usize,
+) -> Vec<String> {
+    submit_through(net, Some(skip), prefix, count).await
+}
+
+/// [`submit_everywhere`] through every node but `skip`, if any.
+async fn submit_through(
+    net: &Network,
+    skip: Option<usize>,
+    prefix: &str,
+    count: usize,
+) -> Vec<String> {
+    let nodes: Vec<(usize, std::net::SocketAddr)> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != skip)
+        .map(|(i, info)| (i, info.proxy_listen))
+        .collect();
+    let n = nodes.len();
     let mut threads = Vec::new();
-    for (node, info) in net.nodes.iter().enumerate() {
-        let addr = info.proxy_listen;
+    for (k, (node, addr)) in nodes.into_iter().enumerate() {
         let prefix = prefix.to_string();
-        let per_node = count / n + usize::from(node < count % n);
+        let per_node = count / n + usize::from(k < count % n);
         threads.push(std::thread::spawn(move || {
             let mut proxy = RawProxy::connect(addr);
             let mut sent = Vec::new();
@@ -717,38 +743,4 @@ async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_is_told_to_fast_
         first.iter().all(|(_, e)| e.index() >= floor),
         "an event below the pruning floor {floor} is still stored"
     );
-}
-
-/// [`submit_everywhere`] through every node but `skip`.
-async fn submit_everywhere_but(
-    net: &Network,
-    skip: usize,
-    prefix: &str,
-    count: usize,
-) -> Vec<String> {
-    let mut threads = Vec::new();
-    for (node, info) in net.nodes.iter().enumerate().filter(|(i, _)| *i != skip) {
-        let addr = info.proxy_listen;
-        let prefix = prefix.to_string();
-        let per_node = count / (net.nodes.len() - 1);
-        threads.push(std::thread::spawn(move || {
-            let mut proxy = RawProxy::connect(addr);
-            (0..per_node)
-                .map(|i| {
-                    let tx = format!("{prefix}-{node}-{i}");
-                    assert_eq!(proxy.submit(i as u64, tx.as_bytes())["result"], true);
-                    tx
-                })
-                .collect::<Vec<_>>()
-        }));
-    }
-    let mut all = Vec::new();
-    for t in threads {
-        all.extend(
-            tokio::task::spawn_blocking(move || t.join().unwrap())
-                .await
-                .unwrap(),
-        );
-    }
-    all
 }

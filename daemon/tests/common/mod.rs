@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod indexed_app;
 pub mod load;
 
 use std::io::{BufRead, BufReader, Read, Write};
