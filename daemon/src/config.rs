@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// Join and leave deadline [default: 10s]
     #[arg(short = 'j', long, env = "HEARSAY_JOIN_TIMEOUT")]
     pub join_timeout: Option<String>,
+    /// On SIGINT/SIGTERM, stop without leaving the validator set (for a restart); by default a
+    /// validator leaves first (PEER_REMOVE), as Babble's does
+    #[arg(long, env = "HEARSAY_NO_LEAVE", num_args = 0..=1, default_missing_value = "true")]
+    pub no_leave: Option<bool>,
     /// Concurrent gossip RPCs per peer [default: 2]
     #[arg(long, env = "HEARSAY_MAX_POOL")]
     pub max_pool: Option<usize>,
@@ -99,6 +103,7 @@ struct FileConfig {
     advertise: Option<String>,
     timeout: Option<String>,
     join_timeout: Option<String>,
+    no_leave: Option<bool>,
     max_pool: Option<usize>,
     proxy_listen: Option<String>,
     client_connect: Option<String>,
@@ -151,10 +156,10 @@ pub struct Config {
     pub advertise: SocketAddr,
     /// Gossip RPC deadline.
     pub timeout: Duration,
-    /// Join/leave deadline. Accepted and validated now; join and leave arrive with dynamic
-    /// membership.
-    #[allow(dead_code)]
+    /// Join/leave deadline.
     pub join_timeout: Duration,
+    /// Stop on a signal without leaving the validator set.
+    pub no_leave: bool,
     /// Concurrent gossip RPCs per peer.
     pub max_pool: usize,
     /// Proxy listen address.
@@ -257,6 +262,7 @@ impl RunArgs {
                 "join-timeout",
                 &pick(self.join_timeout, file.join_timeout, "10s"),
             )?,
+            no_leave: self.no_leave.or(file.no_leave).unwrap_or(false),
             max_pool,
             proxy_listen: parse_addr(
                 "proxy-listen",

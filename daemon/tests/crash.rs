@@ -9,51 +9,14 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::indexed_app::IndexedApp;
-use common::Network;
+use common::{BackgroundLoad, Network};
 use hearsay::store::Store;
 use hearsay_proxy::Block;
 use rand::{Rng, SeedableRng};
-
-/// Submits one transaction on `conn` (connecting if needed); true only for an answer `true`.
-fn try_submit(
-    addr: SocketAddr,
-    conn: &mut Option<BufReader<TcpStream>>,
-    id: u64,
-    tx: &str,
-) -> bool {
-    use base64::Engine;
-    if conn.is_none() {
-        let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        *conn = Some(BufReader::new(stream));
-    }
-    let stream = conn.as_mut().expect("connected");
-    let request = serde_json::json!({
-        "method": "Babble.SubmitTx",
-        "params": [base64::engine::general_purpose::STANDARD.encode(tx)],
-        "id": id
-    });
-    let mut line = String::new();
-    let ok = stream
-        .get_mut()
-        .write_all(request.to_string().as_bytes())
-        .is_ok()
-        && stream.read_line(&mut line).is_ok_and(|n| n > 0);
-    if !ok {
-        *conn = None;
-        return false;
-    }
-    serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|v| v["result"] == true)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_kills_lose_nothing_duplicate_nothing_and_never_fork() {
@@ -74,31 +37,7 @@ async fn random_kills_lose_nothing_duplicate_nothing_and_never_fork() {
     net.start_all();
 
     // Continuous load through every proxy; only answers `true` count as accepted.
-    let stop = Arc::new(AtomicBool::new(false));
-    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut loaders = Vec::new();
-    for (node, info) in net.nodes.iter().enumerate() {
-        let (addr, stop, accepted) = (info.proxy_listen, stop.clone(), accepted.clone());
-        loaders.push(std::thread::spawn(move || {
-            let mut conn = None;
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                // Every attempt carries new content: an attempt whose answer was lost to a
-                // kill may have been accepted, and sending its bytes again would be a second
-                // transaction with the same content, not a duplicate by the node.
-                let tx = format!("crash-{node}-{i}");
-                i += 1;
-                if try_submit(addr, &mut conn, i, &tx) {
-                    accepted.lock().unwrap().push(tx);
-                } else {
-                    // The node is down: wait for it to come back rather than spin.
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                // Pace the load (about 100 transactions per second per node).
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }));
-    }
+    let load = BackgroundLoad::start(&net, &[0, 1, 2, 3], "crash");
 
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     for kill in 0..kills {
@@ -113,13 +52,7 @@ async fn random_kills_lose_nothing_duplicate_nothing_and_never_fork() {
         })
         .await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for l in loaders {
-        tokio::task::spawn_blocking(move || l.join().unwrap())
-            .await
-            .unwrap();
-    }
-    let accepted: Vec<String> = accepted.lock().unwrap().clone();
+    let accepted = load.stop().await;
     assert!(
         accepted.len() > 100,
         "only {} transactions accepted",

@@ -33,43 +33,8 @@ async fn submit_through(
     prefix: &str,
     count: usize,
 ) -> Vec<String> {
-    let nodes: Vec<(usize, std::net::SocketAddr)> = net
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != skip)
-        .map(|(i, info)| (i, info.proxy_listen))
-        .collect();
-    let n = nodes.len();
-    let mut threads = Vec::new();
-    for (k, (node, addr)) in nodes.into_iter().enumerate() {
-        let prefix = prefix.to_string();
-        let per_node = count / n + usize::from(k < count % n);
-        threads.push(std::thread::spawn(move || {
-            let mut proxy = RawProxy::connect(addr);
-            let mut sent = Vec::new();
-            for i in 0..per_node {
-                let tx = format!("{prefix}-{node}-{i}");
-                let answer = proxy.submit(i as u64, tx.as_bytes());
-                assert_eq!(
-                    answer,
-                    serde_json::json!({"id": i, "result": true, "error": null}),
-                    "node {node} refused {tx}"
-                );
-                sent.push(tx);
-            }
-            sent
-        }));
-    }
-    let mut all = Vec::new();
-    for t in threads {
-        all.extend(
-            tokio::task::spawn_blocking(move || t.join().unwrap())
-                .await
-                .unwrap(),
-        );
-    }
-    all
+    let nodes: Vec<usize> = (0..net.nodes.len()).filter(|i| Some(*i) != skip).collect();
+    common::submit_via(net, &nodes, prefix, count).await
 }
 
 fn has_all(txs: &[String], wanted: &HashSet<String>) -> bool {
@@ -346,10 +311,39 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             hearsay_net::Request::FetchEvents(vec![]),
         )
         .await;
+    // A stranger may connect (to ask to join) but gets nothing else.
     assert!(
-        matches!(refused, Err(hearsay_net::NetError::Refused { .. })),
+        matches!(&refused, Ok(hearsay_net::Response::Error(text)) if text.contains("not a validator")),
         "{refused:?}"
     );
+    // A join request that names another key than the connection's, or is not signed by its
+    // subject, is refused with the reason.
+    let someone = hashgraph::SecretKey::from_seed(b"someone else");
+    let bad_joins = [
+        hashgraph::InternalTransaction::new(
+            hashgraph::InternalTransactionKind::PeerAdd,
+            hashgraph::Peer::new(someone.public_key(), "127.0.0.1:9", "someone"),
+            &someone,
+        ),
+        hashgraph::InternalTransaction::new(
+            hashgraph::InternalTransactionKind::PeerAdd,
+            hashgraph::Peer::new(stranger.public_key(), "127.0.0.1:9", "stranger"),
+            &someone,
+        ),
+    ];
+    for join in bad_joins {
+        let answer = transport
+            .request(
+                peer_key(&node.pubkey),
+                node.listen,
+                hearsay_net::Request::Join(join),
+            )
+            .await;
+        assert!(
+            matches!(&answer, Ok(hearsay_net::Response::Error(text)) if text.contains("not a valid join request")),
+            "{answer:?}"
+        );
+    }
     transport.close().await;
 
     let key3 = hashgraph::SecretKey::from_hex(

@@ -454,6 +454,11 @@ impl Hashgraph {
         &self.peers_for(round).set
     }
 
+    /// The first round of the latest validator set (0 while the genesis set governs).
+    pub fn latest_peer_change(&self) -> u64 {
+        self.peer_sets.last().map_or(0, |(r, _)| *r)
+    }
+
     /// Every registered validator set with its first round.
     pub fn peer_set_history(&self) -> Vec<(u64, PeerSet)> {
         self.peer_sets

@@ -20,7 +20,7 @@
 //! Events travel as opaque byte strings (each one an event in hashgraph's canonical encoding);
 //! this crate never decodes them, and knows no consensus rule.
 
-use hashgraph::{Hash, PublicKey};
+use hashgraph::{Hash, InternalTransaction, Peer, PublicKey};
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -34,6 +34,8 @@ pub const MAX_EVENTS: usize = 100_000;
 pub const MAX_FETCH_IDS: usize = 10_000;
 /// The most entries of a known-map (`creator → events known`) in one message.
 pub const MAX_KNOWN: usize = 10_000;
+/// The most validators one [`JoinStatus::Accepted`] may list.
+pub const MAX_PEERS: usize = 10_000;
 /// The length of the frame header (a big-endian `u32` body length).
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -75,6 +77,10 @@ pub enum Request {
     ),
     /// Ask for events by id (typically missing parents).
     FetchEvents(#[serde(deserialize_with = "bounded_ids")] Vec<Hash>),
+    /// A node outside the validator set asks to join: its PEER_ADD, signed by itself (the key
+    /// the connection's handshake proved). The receiver puts it in its next event and answers
+    /// [`Response::Join`] with where it stands; the joiner asks again until it is decided.
+    Join(InternalTransaction),
 }
 
 /// A response to a [`Request`]. Append new variants only (see the module docs).
@@ -102,6 +108,25 @@ pub enum Response {
         /// Its events below this index are pruned.
         below: u64,
     },
+    /// The answer to [`Request::Join`].
+    Join(JoinStatus),
+}
+
+/// Where a join request stands, as the validator asked sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinStatus {
+    /// The PEER_ADD waits to be ordered and answered by the app: ask again later.
+    Pending,
+    /// The app accepted it: the joiner is a validator from `round` on.
+    Accepted {
+        /// The first round whose validator set holds the joiner.
+        round: u64,
+        /// The validator set from that round.
+        #[serde(deserialize_with = "bounded_peers")]
+        peers: Vec<Peer>,
+    },
+    /// The app refused it.
+    Refused,
 }
 
 /// A message that can travel in a frame: [`Request`] or [`Response`].
@@ -249,6 +274,10 @@ impl<'de, T: Deserialize<'de>, const MAX: usize> Visitor<'de> for BoundedVec<T, 
 
 fn bounded_known<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KnownEntry>, D::Error> {
     d.deserialize_seq(BoundedVec::<KnownEntry, MAX_KNOWN>(PhantomData))
+}
+
+fn bounded_peers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Peer>, D::Error> {
+    d.deserialize_seq(BoundedVec::<Peer, MAX_PEERS>(PhantomData))
 }
 
 fn bounded_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
@@ -452,5 +481,49 @@ mod tests {
             decode_body::<Response>(&bytes),
             Ok(Response::Pruned { below: 5, .. })
         ));
+        assert_eq!(
+            encode_body(&Response::Join(JoinStatus::Pending)).unwrap(),
+            [5, 0]
+        );
+        assert_eq!(
+            encode_body(&Response::Join(JoinStatus::Refused)).unwrap(),
+            [5, 2]
+        );
+        let join = Request::Join(join_request("j"));
+        let bytes = encode_body(&join).unwrap();
+        assert_eq!(bytes[0], 3);
+        assert_eq!(decode_body::<Request>(&bytes).unwrap(), join);
+    }
+
+    fn join_request(seed: &str) -> InternalTransaction {
+        let secret = SecretKey::from_seed(seed.as_bytes());
+        let peer = Peer::new(secret.public_key(), "127.0.0.1:1", seed);
+        InternalTransaction::new(hashgraph::InternalTransactionKind::PeerAdd, peer, &secret)
+    }
+
+    #[test]
+    fn join_answers_round_trip_and_their_peer_lists_are_bounded() {
+        let peers: Vec<Peer> = ["a", "b", "c"]
+            .iter()
+            .map(|s| Peer::new(key(s), "127.0.0.1:2", *s))
+            .collect();
+        let accepted = Response::Join(JoinStatus::Accepted { round: 17, peers });
+        let body = encode_body(&accepted).unwrap();
+        assert_eq!(decode_body::<Response>(&body).unwrap(), accepted);
+
+        let one = Peer::new(key("x"), "", "");
+        let too_many = Response::Join(JoinStatus::Accepted {
+            round: 1,
+            peers: vec![one; MAX_PEERS + 1],
+        });
+        let body = encode_body(&too_many).unwrap();
+        assert!(matches!(
+            decode_body::<Response>(&body),
+            Err(WireError::Malformed(_))
+        ));
+        // A join whose strings announce more bytes than the body holds.
+        let mut body = encode_body(&Request::Join(join_request("k"))).unwrap();
+        body.truncate(body.len() - 3);
+        assert!(decode_body::<Request>(&body).is_err());
     }
 }

@@ -6,13 +6,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use hashgraph::{
-    Block, BlockSignature, Event, Hash, Hashgraph, InsertError, PeerSet, PublicKey, SecretKey,
-    VerifiedEvent,
+    Block, BlockSignature, Event, Hash, Hashgraph, InsertError, InternalTransaction,
+    InternalTransactionKind, PeerSet, PublicKey, SecretKey, VerifiedEvent,
 };
-use hearsay_net::wire::Response;
+use hearsay_net::wire::{JoinStatus, Response};
 use hearsay_net::SyncResponse;
 use tokio::sync::{mpsc, oneshot};
 
+use super::membership::{self, History, JoinRefusal, Joins};
 use super::pool::TxPool;
 use super::NodeState;
 use crate::store::{Store, StoreError};
@@ -210,6 +211,18 @@ pub enum Command {
     },
     /// Change the node state (suspend, resume, shut down).
     SetState(NodeState),
+    /// A join request from `from` (see [`membership`]): answers where it stands.
+    Join {
+        /// The key the request's connection proved.
+        from: PublicKey,
+        /// The joiner's PEER_ADD.
+        request: InternalTransaction,
+        /// Answer.
+        reply: oneshot::Sender<Result<JoinStatus, JoinRefusal>>,
+    },
+    /// Submit our own PEER_REMOVE and move to `Leaving`; answers whether there was a set to
+    /// leave (we are in the latest set and not its only member).
+    Leave(oneshot::Sender<bool>),
 }
 
 /// A cheap, cloneable handle to the core task.
@@ -315,6 +328,25 @@ impl CoreHandle {
         self.ask(Command::History).await
     }
 
+    /// Where a join request stands (carrying it if it is new).
+    pub async fn join(
+        &self,
+        from: PublicKey,
+        request: InternalTransaction,
+    ) -> Result<Result<JoinStatus, JoinRefusal>, CoreGone> {
+        self.ask(|reply| Command::Join {
+            from,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts leaving the validator set; `false` if there is nothing to leave.
+    pub async fn leave(&self) -> Result<bool, CoreGone> {
+        self.ask(Command::Leave).await
+    }
+
     /// Changes the node state.
     pub async fn set_state(&self, state: NodeState) -> Result<(), CoreGone> {
         self.tx
@@ -343,6 +375,8 @@ pub struct CoreOutputs {
     pub transactions_before: u64,
     /// Rounds of decided history kept in memory.
     pub memory_rounds: u64,
+    /// Where the validator-set history is published whenever it changes.
+    pub membership: tokio::sync::watch::Sender<History>,
     /// Rounds of history kept on disk (0: all); at least `memory_rounds`.
     pub prune_rounds: u64,
 }
@@ -389,6 +423,12 @@ pub struct Core {
     /// The last block the app acknowledged before this start: blocks up to it are not
     /// delivered again.
     acknowledged_at_start: Option<u64>,
+    /// Internal transactions (a joiner's PEER_ADD, our PEER_REMOVE) for our next event.
+    internal_queue: Vec<InternalTransaction>,
+    /// The joins we carry for joiners.
+    joins: Joins,
+    /// Publishes the validator-set history.
+    membership: tokio::sync::watch::Sender<History>,
 }
 
 impl Core {
@@ -412,6 +452,7 @@ impl Core {
             transactions_before,
             memory_rounds,
             prune_rounds,
+            membership,
         } = outputs;
         let acknowledged_at_start = if bootstrap {
             None
@@ -452,6 +493,9 @@ impl Core {
             wake,
             store,
             acknowledged_at_start,
+            internal_queue: Vec::new(),
+            joins: Joins::default(),
+            membership,
         }
     }
 
@@ -559,7 +603,53 @@ impl Core {
                 let _ = reply.send(self.graph(limit));
             }
             Command::SetState(state) => self.set_state(state),
+            Command::Join {
+                from,
+                request,
+                reply,
+            } => {
+                let me = self.key.public_key();
+                let history = self.hg.peer_set_history();
+                let answer = self
+                    .joins
+                    .ask(std::time::Instant::now(), &from, &request, &me, &history)
+                    .map(|(status, new)| {
+                        if new {
+                            tracing::info!(
+                                joiner = %request.body.peer.moniker,
+                                addr = %request.body.peer.net_addr,
+                                "carrying a join request"
+                            );
+                            self.internal_queue.push(request);
+                            self.wake.notify_one();
+                        }
+                        status
+                    });
+                let _ = reply.send(answer);
+            }
+            Command::Leave(reply) => {
+                let _ = reply.send(self.start_leaving());
+            }
         }
+    }
+
+    /// Queues our PEER_REMOVE and moves to `Leaving`, if we are in the latest set with others.
+    fn start_leaving(&mut self) -> bool {
+        let me = self.key.public_key();
+        let history = self.hg.peer_set_history();
+        let latest = membership::latest(&history);
+        let Some(own) = latest.peers().iter().find(|p| p.pub_key == me) else {
+            return false;
+        };
+        if latest.len() < 2 {
+            return false;
+        }
+        let remove =
+            InternalTransaction::new(InternalTransactionKind::PeerRemove, own.clone(), &self.key);
+        self.internal_queue.push(remove);
+        self.set_state(NodeState::Leaving);
+        self.wake.notify_one();
+        true
     }
 
     fn set_state(&mut self, state: NodeState) {
@@ -598,10 +688,17 @@ impl Core {
         summary
     }
 
-    /// Whether there is work for the network: our pool or unsettled payloads.
+    /// Whether there is work for the network: our pool, unsettled payloads, or a validator-set
+    /// change that does not govern yet (its rounds must be reached even on an idle network, or
+    /// a leaver would wait for ever, or leave a round short of its quorum).
     fn busy(&self) -> bool {
+        let change = self.hg.latest_peer_change();
+        let change_in_flight =
+            change > 0 && self.hg.last_consensus_round().is_none_or(|r| r < change);
         !self.pool.is_empty()
             || !self.our_signatures.is_empty()
+            || !self.internal_queue.is_empty()
+            || change_in_flight
             || self.hg.stats().undetermined_with_payload > 0
     }
 
@@ -609,7 +706,8 @@ impl Core {
         let probing = self.state == NodeState::Suspended
             && self.suspended_by_limit
             && self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_PERIOD);
-        if !(self.state == NodeState::Babbling || probing) || !self.busy() {
+        let creating = matches!(self.state, NodeState::Babbling | NodeState::Leaving);
+        if !(creating || probing) || !self.busy() {
             return false;
         }
         if probing {
@@ -623,6 +721,7 @@ impl Core {
         let (consumed, transactions): (Vec<u64>, Vec<Vec<u8>>) =
             self.pool.take(MAX_EVENT_PAYLOAD).into_iter().unzip();
         let signatures = std::mem::take(&mut self.our_signatures);
+        let internal = std::mem::take(&mut self.internal_queue);
         let count = transactions.len();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -633,7 +732,7 @@ impl Core {
             other_parent,
             now,
             transactions,
-            Vec::new(),
+            internal.clone(),
             signatures,
         ) {
             Ok(event) => {
@@ -649,6 +748,7 @@ impl Core {
             Err(e) => {
                 // Cannot happen with a head from our own DAG; never lose the transactions.
                 tracing::error!(error = %e, count, "could not create an event");
+                self.internal_queue.extend(internal);
                 false
             }
         }
@@ -679,6 +779,15 @@ impl Core {
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "cannot submit a stale event's transactions again")
+                }
+            }
+            // A join we still carry, or our own leave, goes out again too.
+            for itx in &event.body().internal_transactions {
+                let subject = itx.body.peer.pub_key;
+                if (self.joins.carries(&subject) || subject == me)
+                    && !self.internal_queue.contains(itx)
+                {
+                    self.internal_queue.push(itx.clone());
                 }
             }
         }
@@ -812,7 +921,15 @@ impl Core {
             return false;
         };
         match apply_block_receipts(&mut self.hg, &block, self.store.as_ref()) {
-            Ok(applied) => applied,
+            Ok(applied) => {
+                if applied {
+                    self.joins
+                        .decided(std::time::Instant::now(), &block.receipts);
+                    self.membership
+                        .send_replace(Arc::new(self.hg.peer_set_history()));
+                }
+                applied
+            }
             Err(e) => fatal_store_error(&e, "a validator-set change"),
         }
     }

@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hashgraph::{Event, Hash, KeyCache, Peer, PeerSet, PublicKey, SecretKey, VerifiedEvent};
+use std::collections::HashMap;
+
+use hashgraph::{Event, Hash, KeyCache, Peer, PublicKey, SecretKey, VerifiedEvent};
 use hearsay_net::wire::{Request, Response, SyncRequest, SyncResponse};
 use hearsay_net::{Inbound, QuicTransport, TransportConfig};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokio::sync::watch;
 
-use super::Shared;
+use super::{NodeState, Shared};
 use crate::config::Config;
 
 /// Most rounds of fetching missing parents after one sync.
@@ -46,14 +48,11 @@ pub struct GossipStats {
     pub needs_fast_sync: std::sync::atomic::AtomicBool,
 }
 
-/// Binds the QUIC transport; only keys of the validator set may connect.
-pub fn bind(
-    config: &Config,
-    key: &SecretKey,
-    peers: &PeerSet,
-) -> anyhow::Result<(QuicTransport, Inbound)> {
-    let members = peers.clone();
-    let authorizer = Arc::new(move |k: &PublicKey| members.contains(k));
+/// Binds the QUIC transport. Any key that proves itself in the handshake may connect (a
+/// joiner must reach us to ask to join); [`serve_inbound`] answers only validators, past,
+/// present or accepted, and the peers of peers.json, and everyone else only a join request.
+pub fn bind(config: &Config, key: &SecretKey) -> anyhow::Result<(QuicTransport, Inbound)> {
+    let authorizer = Arc::new(|_: &PublicKey| true);
     let transport_config = TransportConfig {
         timeout: config.timeout,
         max_pool: config.max_pool,
@@ -117,7 +116,8 @@ pub async fn verify_events(
     out
 }
 
-fn peer_addr(peer: &Peer) -> anyhow::Result<std::net::SocketAddr> {
+/// The socket address of a peer's `NetAddr`.
+pub(super) fn peer_addr(peer: &Peer) -> anyhow::Result<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
     peer.net_addr
         .to_socket_addrs()
@@ -137,17 +137,10 @@ pub async fn gossip_loop(
     transport: Arc<QuicTransport>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let others: Vec<Peer> = shared
-        .peers
-        .peers()
-        .iter()
-        .filter(|p| p.pub_key != shared.me)
-        .cloned()
-        .collect();
     let mut rng = rand::rngs::SmallRng::from_entropy();
     // Peers that failed are left alone for a while, so that a dead peer costs one RPC timeout
     // per backoff period instead of one in every few gossip rounds.
-    let mut backoff: Vec<PeerBackoff> = vec![PeerBackoff::default(); others.len()];
+    let mut backoff: HashMap<PublicKey, PeerBackoff> = HashMap::new();
     loop {
         let busy = shared.core.busy().await.unwrap_or(false);
         let wait = if busy {
@@ -163,16 +156,26 @@ pub async fn gossip_loop(
         if *shutdown.borrow() {
             return;
         }
+        // A joiner is not admitted before its join is accepted (the join task asks).
+        let state = *shared.state.borrow();
+        if state == NodeState::Joining {
+            continue;
+        }
+        // The set changes with joins and leaves.
+        let others = shared.membership.gossip_targets(&shared.me);
+        backoff.retain(|key, _| others.iter().any(|p| p.pub_key == *key));
         let now = Instant::now();
-        let ready: Vec<usize> = (0..others.len())
-            .filter(|&i| backoff[i].until.is_none_or(|until| until <= now))
+        let until = |key: &PublicKey| backoff.get(key).and_then(|b| b.until);
+        let ready: Vec<&Peer> = others
+            .iter()
+            .filter(|p| until(&p.pub_key).is_none_or(|until| until <= now))
             .collect();
         let choice = if ready.is_empty() {
-            (0..others.len()).min_by_key(|&i| backoff[i].until)
+            others.iter().min_by_key(|p| until(&p.pub_key))
         } else {
             ready.choose(&mut rng).copied()
         };
-        let Some(peer) = choice.map(|i| &others[i]) else {
+        let Some(peer) = choice else {
             // A single validator orders its own events alone.
             if shared.core.create_event(None).await.is_err() {
                 return;
@@ -181,8 +184,15 @@ pub async fn gossip_loop(
         };
         let started = Instant::now();
         match sync_with(&shared, &transport, peer).await {
-            Ok(()) => {
-                backoff[choice.expect("a peer was chosen")] = PeerBackoff::default();
+            Ok(more) => {
+                backoff.remove(&peer.pub_key);
+                if state == NodeState::CatchingUp
+                    && !more
+                    && shared.membership.latest().contains(&shared.me)
+                {
+                    tracing::info!("caught up with the history as a validator");
+                    let _ = shared.core.set_state(NodeState::Babbling).await;
+                }
                 shared.gossip.syncs_ok.fetch_add(1, Ordering::Relaxed);
                 shared
                     .gossip
@@ -190,7 +200,10 @@ pub async fn gossip_loop(
                     .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                backoff[choice.expect("a peer was chosen")].failed(Instant::now());
+                backoff
+                    .entry(peer.pub_key)
+                    .or_default()
+                    .failed(Instant::now());
                 shared.gossip.syncs_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %peer.moniker, error = %format!("{e:#}"), "sync failed");
             }
@@ -219,8 +232,13 @@ impl PeerBackoff {
     }
 }
 
-/// One pull-push sync with `peer`.
-async fn sync_with(shared: &Shared, transport: &QuicTransport, peer: &Peer) -> anyhow::Result<()> {
+/// One pull-push sync with `peer`; returns whether the peer held more events for us than it
+/// sent.
+async fn sync_with(
+    shared: &Shared,
+    transport: &QuicTransport,
+    peer: &Peer,
+) -> anyhow::Result<bool> {
     let addr = peer_addr(peer)?;
     let known = shared.core.known().await?;
     let response = transport
@@ -233,7 +251,11 @@ async fn sync_with(shared: &Shared, transport: &QuicTransport, peer: &Peer) -> a
             }),
         )
         .await?;
-    let SyncResponse { events, known, .. } = match response {
+    let SyncResponse {
+        events,
+        known,
+        more,
+    } = match response {
         Response::Sync(sync) => sync,
         Response::Error(e) => bail!("peer refused the sync: {e}"),
         Response::Pruned { creator, below } => {
@@ -271,7 +293,7 @@ async fn sync_with(shared: &Shared, transport: &QuicTransport, peer: &Peer) -> a
             other => bail!("unexpected answer to a push: {other:?}"),
         }
     }
-    Ok(())
+    Ok(more)
 }
 
 /// Verifies and inserts events from `peer`, fetching missing parents from it.
@@ -338,6 +360,12 @@ pub async fn serve_inbound(
         let transport = Arc::clone(&transport);
         tokio::spawn(async move {
             let from = request.from;
+            if !matches!(request.request, Request::Join(_)) && !shared.membership.admits(&from) {
+                request.respond(Response::Error(
+                    "not a validator: only a join request is answered".into(),
+                ));
+                return;
+            }
             let answer = match &request.request {
                 Request::Sync(sync) => {
                     let limit = sync.limit.min(shared.config.sync_limit) as usize;
@@ -348,10 +376,9 @@ pub async fn serve_inbound(
                 }
                 Request::EagerSync(events) => {
                     let count = events.len() as u32;
-                    let peer = shared.peers.peers().iter().find(|p| p.pub_key == from);
-                    match peer {
+                    match shared.membership.peer(&from) {
                         Some(peer) => {
-                            match receive(&shared, &transport, peer, events.clone()).await {
+                            match receive(&shared, &transport, &peer, events.clone()).await {
                                 Ok(()) => Response::EagerSync { accepted: count },
                                 Err(e) => Response::Error(format!("{e:#}")),
                             }
@@ -366,6 +393,11 @@ pub async fn serve_inbound(
                         Err(e) => Response::Error(e.to_string()),
                     }
                 }
+                Request::Join(join) => match shared.core.join(from, join.clone()).await {
+                    Ok(Ok(status)) => Response::Join(status),
+                    Ok(Err(refusal)) => Response::Error(refusal.to_string()),
+                    Err(e) => Response::Error(e.to_string()),
+                },
             };
             request.respond(answer);
         });

@@ -145,9 +145,11 @@ async fn stats(
     Ok(Json(m))
 }
 
+/// The latest validator set (what a joiner puts in its peers.json).
 async fn peers(State(s): State<Shared_>) -> impl IntoResponse {
     Json(
-        s.peers
+        s.membership
+            .latest()
             .peers()
             .iter()
             .map(convert::peer_json)
@@ -284,7 +286,8 @@ async fn graph(State(s): State<Shared_>) -> Result<Response, HttpError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let snapshot = s.core.graph(GRAPH_EVENTS).await.map_err(|_| gone())?;
     let mut participants: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = s
-        .peers
+        .membership
+        .latest()
         .peers()
         .iter()
         .map(|p| (p.pub_key.to_hex(), serde_json::Map::new()))

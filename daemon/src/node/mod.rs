@@ -12,12 +12,13 @@ pub mod core;
 pub mod deliver;
 pub mod gossip;
 pub mod http;
+pub mod membership;
 pub mod pool;
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use hashgraph::{Hashgraph, PeerSet, PublicKey};
+use hashgraph::{Hashgraph, PeerSet, PublicKey, SecretKey};
 use tokio::sync::watch;
 
 use self::core::{Core, CoreHandle};
@@ -27,6 +28,9 @@ use crate::datadir;
 
 /// The node states of INTERFACES.md, numbered as `State.OnStateChanged` sends them.
 pub use hearsay_proxy::NodeState;
+
+/// How often a leaving node checks whether consensus has passed its last round.
+const LEAVE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Pool bounds: transactions waiting for our next event.
 const POOL_MAX_COUNT: usize = 200_000;
@@ -40,8 +44,8 @@ pub struct Shared {
     pub me: PublicKey,
     /// Our moniker (peers.json's wins).
     pub moniker: String,
-    /// The validator set of peers.json.
-    pub peers: PeerSet,
+    /// The validator-set history (and peers.json), as the core publishes it.
+    pub membership: membership::MembershipView,
     /// The validator set of round 0.
     pub genesis: PeerSet,
     /// The consensus task.
@@ -74,10 +78,24 @@ pub enum App {
     InProcess(Arc<dyn hearsay_proxy::AppHandler>),
 }
 
-/// Runs a node with a remote app until SIGINT or SIGTERM.
+/// Runs a node with a remote app until SIGINT or SIGTERM (then leaves the validator set,
+/// unless `--no-leave`), or until it cannot go on (a refused or timed-out join).
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let node = start(config, App::Remote).await?;
-    wait_for_signal().await?;
+    let mut node = start(config, App::Remote).await?;
+    let failure = tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            None
+        }
+        failure = node.failure() => Some(failure),
+    };
+    if let Some(failure) = failure {
+        node.shutdown().await;
+        return Err(failure);
+    }
+    if !node.shared.config.no_leave {
+        node.leave().await;
+    }
     node.shutdown().await;
     Ok(())
 }
@@ -89,9 +107,71 @@ pub struct RunningNode {
     tasks: tokio::task::JoinSet<()>,
     shutdown_tx: watch::Sender<bool>,
     transport: Arc<hearsay_net::QuicTransport>,
+    failures: tokio::sync::mpsc::Receiver<anyhow::Error>,
 }
 
 impl RunningNode {
+    /// Waits until the node cannot go on (its join was refused or timed out) and says why.
+    pub async fn failure(&mut self) -> anyhow::Error {
+        match self.failures.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Leaves the validator set: submits our PEER_REMOVE and waits, at most `--join-timeout`,
+    /// until the change takes effect: ordered, accepted, and consensus past the last round
+    /// that still counts us (leaving earlier could leave those rounds short of a quorum).
+    /// Returns whether we left; a node that is not a validator, or the only one, has nothing
+    /// to leave.
+    pub async fn leave(&self) -> bool {
+        let shared = &self.shared;
+        match shared.core.leave().await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return false,
+        }
+        let timeout = shared.config.join_timeout;
+        tracing::info!(?timeout, "leaving the validator set");
+        let mut view = shared.membership.clone();
+        let left = tokio::time::timeout(timeout, async {
+            loop {
+                if !view.latest().contains(&shared.me) {
+                    break;
+                }
+                if !view.changed().await {
+                    return false;
+                }
+            }
+            let from = view.history().last().map_or(0, |(r, _)| *r);
+            loop {
+                match shared.core.status().await {
+                    Ok(status) if status.stats.last_consensus_round >= Some(from) => return true,
+                    Ok(_) => tokio::time::sleep(LEAVE_POLL).await,
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await;
+        match left {
+            Ok(true) => {
+                let history = shared.membership.history();
+                let round = history.last().map_or(0, |(r, _)| *r);
+                tracing::info!(
+                    round,
+                    "left the validator set: it no longer holds this node from that round"
+                );
+                true
+            }
+            _ => {
+                tracing::warn!(
+                    ?timeout,
+                    "could not leave the validator set within --join-timeout (no quorum, or                      the app refused); shutting down anyway: the others still count this                      node as a validator"
+                );
+                false
+            }
+        }
+    }
+
     /// Submits a transaction, as `SubmitTx` does; refused when the pool is full.
     pub fn submit_tx(&self, tx: Vec<u8>) -> Result<(), pool::PoolError> {
         self.shared.pool.submit(tx)?;
@@ -112,6 +192,7 @@ impl RunningNode {
             mut tasks,
             shutdown_tx,
             transport,
+            failures: _,
         } = self;
         tracing::info!("shutting down");
         let _ = shared.core.set_state(NodeState::Shutdown).await;
@@ -136,33 +217,25 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     let key = datadir::read_key(&config.datadir)?;
     let (peers, genesis) = datadir::read_peer_sets(&config.datadir)?;
     let me = key.public_key();
-    let Some(own) = peers.peers().iter().find(|p| p.pub_key == me) else {
-        bail!(
-            "this node's key ({}) is not in {}: a node outside the validator set must join, \
-             which arrives with dynamic membership",
-            me.to_hex(),
-            config.datadir.join(datadir::PEERS).display()
-        );
-    };
-    if peers != genesis {
-        bail!(
-            "peers.json differs from the genesis peer set: a changed validator set needs the \
-             membership history, which arrives with dynamic membership"
-        );
+    let own = peers
+        .peers()
+        .iter()
+        .chain(genesis.peers())
+        .find(|p| p.pub_key == me);
+    if let Some(own) = own {
+        if own.net_addr != config.advertise.to_string() {
+            tracing::warn!(
+                advertised = %config.advertise,
+                in_peers_json = %own.net_addr,
+                "peers.json gives this node another address than --advertise; peers dial the one in peers.json"
+            );
+        }
     }
-    if own.net_addr != config.advertise.to_string() {
-        tracing::warn!(
-            advertised = %config.advertise,
-            in_peers_json = %own.net_addr,
-            "peers.json gives this node another address than --advertise; peers dial the one in peers.json"
-        );
-    }
-    let moniker = if own.moniker.is_empty() {
-        config.moniker.clone()
-    } else {
-        own.moniker.clone()
+    let moniker = match own {
+        Some(own) if !own.moniker.is_empty() => own.moniker.clone(),
+        _ => config.moniker.clone(),
     };
-    tracing::info!(moniker = %moniker, id = me.peer_id(), validators = peers.len(), "starting");
+    tracing::info!(moniker = %moniker, id = me.peer_id(), "starting");
 
     // The store first: a second process on this datadir stops here, before touching ports.
     let db_path = config.db.clone();
@@ -172,7 +245,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     );
 
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let transport = gossip::bind(&config, &key, &peers)?;
+    let transport = gossip::bind(&config, &key)?;
     let proxy_listener = match app {
         App::Remote => Some(
             tokio::net::TcpListener::bind(config.proxy_listen)
@@ -193,11 +266,24 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         None => None,
     };
 
+    let resumed = resume(genesis.clone(), store.as_ref())?;
+    // The stored history, not peers.json, says whether we are a validator: a stale
+    // peers.json cannot split the network.
+    let history = resumed.hg.peer_set_history();
+    let validator = membership::member_since(&history, &me).is_some();
     let initial = if config.maintenance_mode {
         NodeState::Suspended
-    } else {
+    } else if validator {
         NodeState::Babbling
+    } else {
+        NodeState::Joining
     };
+    tracing::info!(
+        validators = membership::latest(&history).len(),
+        state = %initial,
+        "validator-set history read"
+    );
+    let (membership_tx, membership_rx) = watch::channel(Arc::new(history));
     let (state_tx, state_rx) = watch::channel(initial);
     let (deliver_tx, deliver_rx) = tokio::sync::mpsc::unbounded_channel();
     let pool = Arc::new(TxPool::durable(
@@ -206,7 +292,6 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         self::core::MAX_EVENT_PAYLOAD,
         Arc::clone(&store),
     )?);
-    let resumed = resume(genesis.clone(), store.as_ref())?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let core = Core::new(
         resumed.hg,
@@ -224,6 +309,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             transactions_before: resumed.transactions_before,
             memory_rounds: config.memory_rounds,
             prune_rounds: config.prune_rounds,
+            membership: membership_tx,
         },
     );
     let (core_handle, core_task) = core.spawn();
@@ -231,7 +317,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         config: config.clone(),
         me,
         moniker,
-        peers: peers.clone(),
+        membership: membership::MembershipView::new(membership_rx, peers.clone()),
         genesis,
         core: core_handle.clone(),
         pool: Arc::clone(&pool),
@@ -283,6 +369,19 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             }
         }));
     }
+    let (failure_tx, failures) = tokio::sync::mpsc::channel(1);
+    if initial == NodeState::Joining {
+        tasks.spawn(named(
+            "join",
+            join(
+                Arc::clone(&shared),
+                Arc::clone(&transport),
+                key.clone(),
+                peers.clone(),
+                failure_tx,
+            ),
+        ));
+    }
     if let Some(listener) = http_listener {
         tasks.spawn(named(
             "http",
@@ -303,7 +402,43 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         tasks,
         shutdown_tx,
         transport,
+        failures,
     })
+}
+
+/// The joiner's task: asks the validators of peers.json to carry our PEER_ADD and, once it is
+/// accepted, moves to `CatchingUp` (the gossip loop syncs the history and moves on to
+/// `Babbling` once caught up as a validator). A refusal or no answer within `--join-timeout`
+/// stops the node with the reason.
+async fn join(
+    shared: Arc<Shared>,
+    transport: Arc<hearsay_net::QuicTransport>,
+    key: SecretKey,
+    peers: PeerSet,
+    failures: tokio::sync::mpsc::Sender<anyhow::Error>,
+) {
+    tracing::info!(
+        timeout = ?shared.config.join_timeout,
+        "this node is not a validator: asking to join"
+    );
+    let outcome = membership::request_join(
+        &transport,
+        &key,
+        &shared.config.advertise.to_string(),
+        &shared.moniker,
+        peers.peers(),
+        shared.config.join_timeout,
+    )
+    .await;
+    match outcome {
+        Ok(_) => {
+            let _ = shared.core.set_state(NodeState::CatchingUp).await;
+            shared.wake.notify_one();
+        }
+        Err(e) => {
+            let _ = failures.send(e).await;
+        }
+    }
 }
 
 /// The hashgraph a node resumes with, and what it needs to know about the blocks before it.

@@ -19,11 +19,13 @@ use sha2::{Digest, Sha256};
 /// One node of `testnet.json`, as `hearsay testnet` writes it.
 pub use hearsay::testnet::TestnetNode as NodeInfo;
 
-/// An app that records the blocks it is given, in order, with Babble's dummy state hash.
+/// An app that records the blocks it is given, in order, with Babble's dummy state hash; it
+/// accepts every validator-set change unless told to refuse them.
 #[derive(Default)]
 pub struct RecordingApp {
     pub blocks: Mutex<Vec<Block>>,
     state: Mutex<Vec<u8>>,
+    pub refuse_changes: std::sync::atomic::AtomicBool,
 }
 
 impl AppHandler for RecordingApp {
@@ -36,7 +38,16 @@ impl AppHandler for RecordingApp {
             *state = h.finalize().to_vec();
         }
         self.blocks.lock().unwrap().push(block.clone());
-        Ok(CommitResponse::accept_all(state.clone(), block))
+        let mut response = CommitResponse::accept_all(state.clone(), block);
+        if self
+            .refuse_changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            for receipt in &mut response.internal_transaction_receipts {
+                receipt.accepted = false;
+            }
+        }
+        Ok(response)
     }
     fn get_snapshot(&self, _index: u64) -> Result<Vec<u8>, String> {
         Ok(self.state.lock().unwrap().clone())
@@ -152,7 +163,32 @@ impl Network {
         self.start_with(i, &[]);
     }
 
-    /// Starts node `i` with extra `hearsay run` flags.
+    /// Makes the nodes from `count` on joiners: every datadir's peers.json and genesis peers
+    /// list only the first `count` nodes.
+    pub fn limit_validators(&self, count: usize) {
+        let first = &self.nodes[0].datadir;
+        let all = hearsay::datadir::read_peers(&first.join(hearsay::datadir::PEERS)).unwrap();
+        let keep: Vec<hashgraph::Peer> = all
+            .peers()
+            .iter()
+            .filter(|p| {
+                self.nodes[..count]
+                    .iter()
+                    .any(|n| n.pubkey == p.pub_key.to_hex())
+            })
+            .cloned()
+            .collect();
+        assert_eq!(keep.len(), count, "testnet.json and peers.json disagree");
+        let set = hashgraph::PeerSet::new(keep).unwrap();
+        for node in &self.nodes {
+            for name in [hearsay::datadir::PEERS, hearsay::datadir::GENESIS_PEERS[0]] {
+                hearsay::datadir::write_peers(&node.datadir.join(name), &set).unwrap();
+            }
+        }
+    }
+
+    /// Starts node `i` with extra `hearsay run` flags. Nodes stop without leaving the
+    /// validator set (`--no-leave`) unless `extra` says otherwise.
     pub fn start_with(&mut self, i: usize, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -163,6 +199,7 @@ impl Network {
             .args(["run", "--datadir"])
             .arg(&self.nodes[i].datadir)
             .args(["--log", &self.log_level])
+            .args((!extra.iter().any(|a| a.starts_with("--no-leave"))).then_some("--no-leave"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -284,6 +321,140 @@ impl Drop for Network {
             task.abort();
         }
     }
+}
+
+/// Submits `count` transactions named `prefix-<node>-<i>` through the proxy ports of `nodes`,
+/// one raw JSON-RPC connection per node, many requests per connection; every one must be
+/// answered `true`. Returns them.
+pub async fn submit_via(net: &Network, nodes: &[usize], prefix: &str, count: usize) -> Vec<String> {
+    let n = nodes.len();
+    let mut threads = Vec::new();
+    for (k, &node) in nodes.iter().enumerate() {
+        let addr = net.nodes[node].proxy_listen;
+        let prefix = prefix.to_string();
+        let per_node = count / n + usize::from(k < count % n);
+        threads.push(std::thread::spawn(move || {
+            let mut proxy = RawProxy::connect(addr);
+            let mut sent = Vec::new();
+            for i in 0..per_node {
+                let tx = format!("{prefix}-{node}-{i}");
+                let answer = proxy.submit(i as u64, tx.as_bytes());
+                assert_eq!(
+                    answer,
+                    serde_json::json!({"id": i, "result": true, "error": null}),
+                    "node {node} refused {tx}"
+                );
+                sent.push(tx);
+            }
+            sent
+        }));
+    }
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(
+            tokio::task::spawn_blocking(move || t.join().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    all
+}
+
+/// Continuous load through some nodes' proxies, about 100 transactions per second per node,
+/// until stopped; only answers `true` count as accepted. A node that is down is retried.
+pub struct BackgroundLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accepted: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundLoad {
+    /// Starts loading `nodes`, with transactions named `prefix-<node>-<i>`.
+    pub fn start(net: &Network, nodes: &[usize], prefix: &str) -> BackgroundLoad {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for &node in nodes {
+            let addr = net.nodes[node].proxy_listen;
+            let (stop, accepted) = (Arc::clone(&stop), Arc::clone(&accepted));
+            let prefix = prefix.to_string();
+            threads.push(std::thread::spawn(move || {
+                let mut conn = None;
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Every attempt carries new content: an attempt whose answer was lost
+                    // (the node was killed) may have been accepted, and sending its bytes
+                    // again would be a second transaction with the same content.
+                    let tx = format!("{prefix}-{node}-{i}");
+                    i += 1;
+                    if try_submit(addr, &mut conn, i, &tx) {
+                        accepted.lock().unwrap().push(tx);
+                    } else {
+                        // The node is down: wait for it to come back rather than spin.
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    // Paces the load; not a synchronisation.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }));
+        }
+        BackgroundLoad {
+            stop,
+            accepted,
+            threads,
+        }
+    }
+
+    /// How many transactions were accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+
+    /// Stops the load and returns the accepted transactions.
+    pub async fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads {
+            tokio::task::spawn_blocking(move || thread.join().unwrap())
+                .await
+                .unwrap();
+        }
+        let accepted = self.accepted.lock().unwrap().clone();
+        accepted
+    }
+}
+
+/// Submits one transaction on `conn` (connecting if needed); true only for an answer `true`.
+fn try_submit(
+    addr: SocketAddr,
+    conn: &mut Option<BufReader<TcpStream>>,
+    id: u64,
+    tx: &str,
+) -> bool {
+    use base64::Engine;
+    if conn.is_none() {
+        let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        *conn = Some(BufReader::new(stream));
+    }
+    let stream = conn.as_mut().expect("connected");
+    let request = serde_json::json!({
+        "method": "Babble.SubmitTx",
+        "params": [base64::engine::general_purpose::STANDARD.encode(tx)],
+        "id": id
+    });
+    let mut line = String::new();
+    let ok = stream
+        .get_mut()
+        .write_all(request.to_string().as_bytes())
+        .is_ok()
+        && stream.read_line(&mut line).is_ok_and(|n| n > 0);
+    if !ok {
+        *conn = None;
+        return false;
+    }
+    serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|v| v["result"] == true)
 }
 
 async fn start_app(addr: SocketAddr, app: Arc<RecordingApp>) -> tokio::task::JoinHandle<()> {

@@ -68,6 +68,9 @@ pub mod codes {
     pub const HANDSHAKE_TIMEOUT: u32 = 3;
     /// The server proved a different key than the client meant to dial.
     pub const WRONG_PEER: u32 = 4;
+    /// A request on this connection went unanswered past the deadline: the client dials a
+    /// fresh connection for the next one.
+    pub const REQUEST_TIMEOUT: u32 = 5;
     /// Stream code: the request frame was malformed or too large.
     pub const BAD_FRAME: u32 = 16;
     /// Stream code: the request was not answered before the deadline.
@@ -261,7 +264,7 @@ impl QuicTransport {
 
     /// Sends `req` to `peer` at `addr` and waits for its response, within
     /// [`TransportConfig::timeout`]. Reuses the pooled connection to `peer` (dialling it if
-    /// there is none, it died, or `addr` changed) and allows at most
+    /// there is none, it died, `addr` changed, or its last request timed out) and allows at most
     /// [`TransportConfig::max_pool`] RPCs in flight to one peer. A refusal by the peer arrives
     /// as `Ok(Response::Error(..))`.
     pub async fn request(
@@ -281,20 +284,41 @@ impl QuicTransport {
             .into());
         }
         let slot = self.slot(peer);
-        timeout(config.timeout, async {
+        let mut used = None;
+        let answer = timeout(config.timeout, async {
             let _permit = slot.permits.acquire().await.map_err(|_| NetError::Closed)?;
             let (conn, fresh) = self.connection(&slot, peer, addr).await?;
+            used = Some(conn.clone());
             match self.rpc(&conn, &frame).await {
                 // A pooled connection that died while idle: dial again once.
                 Err(_) if !fresh && conn.close_reason().is_some() => {
                     let (conn, _) = self.connection(&slot, peer, addr).await?;
+                    used = Some(conn.clone());
                     self.rpc(&conn, &frame).await
                 }
                 result => result,
             }
         })
-        .await
-        .map_err(|_| NetError::Timeout)?
+        .await;
+        match answer {
+            Ok(result) => result,
+            Err(_) => {
+                // No answer in time: the peer may have died without closing (killed, or its
+                // host gone), which QUIC notices only at the idle timeout. Drop the connection
+                // so that the next request dials afresh and reaches a restarted peer at once.
+                if let Some(conn) = used {
+                    let mut pooled = slot.conn.lock().await;
+                    if pooled
+                        .as_ref()
+                        .is_some_and(|p| p.stable_id() == conn.stable_id())
+                    {
+                        *pooled = None;
+                    }
+                    conn.close(codes::REQUEST_TIMEOUT.into(), b"request timed out");
+                }
+                Err(NetError::Timeout)
+            }
+        }
     }
 
     /// Closes the pooled connection to `peer`, if any (e.g. when it leaves the peer set).

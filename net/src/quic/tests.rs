@@ -59,6 +59,7 @@ fn answer(request: &Request) -> Response {
             accepted: events.len() as u32,
         },
         Request::FetchEvents(ids) => Response::Events(ids.iter().map(|h| h.0.to_vec()).collect()),
+        Request::Join(_) => Response::Join(crate::wire::JoinStatus::Pending),
     }
 }
 
@@ -617,6 +618,82 @@ async fn a_response_over_the_frame_limit_becomes_an_error() {
                 .unwrap(),
             answer(&req)
         );
+    })
+    .await;
+}
+
+/// A server on its own runtime, which can vanish without a word, as a killed process does.
+fn server_on_own_runtime(
+    seed: &'static str,
+    listen: SocketAddr,
+) -> (tokio::runtime::Runtime, QuicTransport) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = runtime.block_on(async move {
+        let (server, inbound) = QuicTransport::bind(
+            listen,
+            secret(seed),
+            allow_all(),
+            TransportConfig::default(),
+        )
+        .expect("bind");
+        let _seen = serve(inbound);
+        server
+    });
+    (runtime, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_vanished_without_closing_is_dialled_again_after_a_timeout() {
+    within(async {
+        let (runtime, server) =
+            tokio::task::spawn_blocking(|| server_on_own_runtime("server", localhost()))
+                .await
+                .unwrap();
+        let (peer, addr) = (server.public_key(), server.local_addr());
+        let config = TransportConfig {
+            timeout: Duration::from_millis(500),
+            ..TransportConfig::default()
+        };
+        let (client, _in) = node_with("client", allow_all(), config);
+        let req = sample_requests()[1].clone();
+        assert_eq!(
+            client.request(peer, addr, req.clone()).await.unwrap(),
+            answer(&req)
+        );
+        // Killed: its tasks stop with no CONNECTION_CLOSE sent, and its port is freed.
+        tokio::task::spawn_blocking(move || {
+            runtime.shutdown_background();
+            drop(server);
+        })
+        .await
+        .unwrap();
+        // Restarted on the same address with the same key.
+        let (runtime, restarted) =
+            tokio::task::spawn_blocking(move || server_on_own_runtime("server", addr))
+                .await
+                .unwrap();
+        // The pooled connection is dead but not known to be: the first request may time out;
+        // the client must then dial again rather than wait for the idle timeout.
+        let mut answered = false;
+        for _ in 0..3 {
+            if let Ok(response) = client.request(peer, addr, req.clone()).await {
+                assert_eq!(response, answer(&req));
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "the restarted peer was never reached");
+        assert_eq!(client.connections_opened(), 2);
+        tokio::task::spawn_blocking(move || {
+            drop(restarted);
+            runtime.shutdown_background();
+        })
+        .await
+        .unwrap();
     })
     .await;
 }
