@@ -492,6 +492,54 @@ async fn maintenance_mode_and_suspension_without_quorum() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_of_four_stopped_the_others_suspend_and_all_resume_when_they_return() {
+    let mut net = Network::create(4).await;
+    for i in 0..4 {
+        net.start_with(i, &["--suspend-limit", "5"]);
+    }
+    let mut wanted: HashSet<String> = submit_everywhere(&net, "first", 200)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for("the first batch", Duration::from_secs(60), |net| {
+        net.apps.iter().all(|a| has_all(&a.transactions(), &wanted))
+    })
+    .await;
+
+    // Two of four gone: no supermajority; the two left suspend themselves while they keep
+    // accepting transactions.
+    net.kill(0);
+    net.kill(3);
+    wanted.extend(common::submit_via(&net, &[1, 2], "alone", 100).await);
+    net.wait_for("nodes 1 and 2 to suspend", Duration::from_secs(60), |net| {
+        net.stats(1)["state"] == "Suspended" && net.stats(2)["state"] == "Suspended"
+    })
+    .await;
+
+    // The two come back from their datadirs: all four resume on their own, nothing deleted.
+    net.start_with(0, &["--suspend-limit", "5"]);
+    net.start_with(3, &["--suspend-limit", "5"]);
+    net.wait_for(
+        "all four to be Babbling again",
+        Duration::from_secs(120),
+        |net| (0..4).all(|i| net.stats(i)["state"] == "Babbling"),
+    )
+    .await;
+    wanted.extend(submit_everywhere(&net, "after", 200).await);
+    net.wait_for(
+        "every transaction, those of the suspension included",
+        Duration::from_secs(120),
+        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &wanted)),
+    )
+    .await;
+    let summaries: Vec<_> = net.apps.iter().map(|a| a.summary()).collect();
+    let shortest = summaries.iter().map(Vec::len).min().unwrap();
+    for (i, s) in summaries.iter().enumerate() {
+        assert_eq!(s[..shortest], summaries[0][..shortest], "app {i} differs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice() {
     let mut net = Network::create(4).await;
     net.start_all();

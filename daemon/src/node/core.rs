@@ -835,7 +835,11 @@ impl Core {
         let stats = self.hg.stats();
         let n = self.hg.peer_set(stats.last_round.unwrap_or(0)).len();
         let limit = self.suspend_limit.saturating_mul(n);
-        if self.state == NodeState::Babbling && stats.undetermined_events > limit {
+        // Events without a payload at the tip of an idle network stay undetermined until new
+        // work comes; they are no sign of consensus falling behind, and counting them alone
+        // would keep an idle network suspended (it creates no events to decide them).
+        let work_waiting = stats.undetermined_with_payload > 0;
+        if self.state == NodeState::Babbling && stats.undetermined_events > limit && work_waiting {
             tracing::warn!(
                 undetermined = stats.undetermined_events,
                 limit,
@@ -845,7 +849,7 @@ impl Core {
             self.set_state(NodeState::Suspended);
         } else if self.state == NodeState::Suspended
             && self.suspended_by_limit
-            && stats.undetermined_events <= limit / 2
+            && (stats.undetermined_events <= limit / 2 || !work_waiting)
         {
             tracing::info!(
                 undetermined = stats.undetermined_events,
