@@ -30,8 +30,43 @@ enum Command {
     Version,
 }
 
+/// glibc's allocator settings for a long-running node (README, "Soak"): two arenas instead of
+/// up to eight per core. Each arena keeps the memory freed in it for reuse by its threads, so
+/// with many arenas the resident size ratchets up with every burst (a soak measured 28 of
+/// 65 MiB of heap free but held, in nine arenas; with two, 8 of 51 MiB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=2";
+
+/// Starts this command again in place (same process id, same arguments and descriptors) with
+/// [`MALLOC_TUNABLES`] in `GLIBC_TUNABLES`, unless the environment sets that variable already
+/// (the operator's choice wins, and the second start does not loop). glibc reads its tunables
+/// only when a process starts, and this way needs no unsafe code.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn restart_with_malloc_tunables() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
+        .exec();
+    eprintln!(
+        "warning: cannot restart with the allocator settings ({error}); going on without them"
+    );
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn restart_with_malloc_tunables() {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run(_)) {
+        restart_with_malloc_tunables();
+    }
     let result = match cli.command {
         Command::Run(args) => run_node(*args),
         Command::Keygen(args) => datadir::keygen(args).map(|()| ExitCode::SUCCESS),

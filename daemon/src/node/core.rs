@@ -634,7 +634,11 @@ impl Core {
     }
 
     /// Queues our PEER_REMOVE and moves to `Leaving`, if we are in the latest set with others.
+    /// A node in maintenance mode creates no events, so it does not leave: it just stops.
     fn start_leaving(&mut self) -> bool {
+        if self.state == NodeState::Suspended && !self.suspended_by_limit {
+            return false;
+        }
         let me = self.key.public_key();
         let history = self.hg.peer_set_history();
         let latest = membership::latest(&history);
