@@ -288,12 +288,12 @@ impl QuicTransport {
         let answer = timeout(config.timeout, async {
             let _permit = slot.permits.acquire().await.map_err(|_| NetError::Closed)?;
             let (conn, fresh) = self.connection(&slot, peer, addr).await?;
-            used = Some(conn.clone());
+            used = Some((conn.clone(), conn.stats().udp_rx.datagrams));
             match self.rpc(&conn, &frame).await {
                 // A pooled connection that died while idle: dial again once.
                 Err(_) if !fresh && conn.close_reason().is_some() => {
                     let (conn, _) = self.connection(&slot, peer, addr).await?;
-                    used = Some(conn.clone());
+                    used = Some((conn.clone(), conn.stats().udp_rx.datagrams));
                     self.rpc(&conn, &frame).await
                 }
                 result => result,
@@ -303,10 +303,15 @@ impl QuicTransport {
         match answer {
             Ok(result) => result,
             Err(_) => {
-                // No answer in time: the peer may have died without closing (killed, or its
-                // host gone), which QUIC notices only at the idle timeout. Drop the connection
-                // so that the next request dials afresh and reaches a restarted peer at once.
-                if let Some(conn) = used {
+                // No answer in time, and not a datagram from the peer meanwhile: it may have
+                // died without closing (killed, or its host gone), which QUIC notices only at
+                // the idle timeout. Drop the connection so that the next request dials afresh
+                // and reaches a restarted peer at once. A peer that is only slow (busy) still
+                // acknowledges our packets, and keeps its connection and the requests on it.
+                let silent = used
+                    .as_ref()
+                    .is_some_and(|(conn, rx)| conn.stats().udp_rx.datagrams == *rx);
+                if let Some((conn, _)) = used.filter(|_| silent) {
                     let mut pooled = slot.conn.lock().await;
                     if pooled
                         .as_ref()
