@@ -633,13 +633,20 @@ fn server_on_own_runtime(
         .build()
         .expect("runtime");
     let server = runtime.block_on(async move {
-        let (server, inbound) = QuicTransport::bind(
-            listen,
-            secret(seed),
-            allow_all(),
-            TransportConfig::default(),
-        )
-        .expect("bind");
+        // The killed server's socket is released as its runtime winds down: the port may be
+        // busy for a moment.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let (server, inbound) = loop {
+            let config = TransportConfig::default();
+            match QuicTransport::bind(listen, secret(seed), allow_all(), config) {
+                Ok(bound) => break bound,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "port still busy");
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("bind: {e:?}"),
+            }
+        };
         let _seen = serve(inbound);
         server
     });
@@ -666,7 +673,7 @@ async fn a_peer_that_vanished_without_closing_is_dialled_again_after_a_timeout()
         );
         // Killed: its tasks stop with no CONNECTION_CLOSE sent, and its port is freed.
         tokio::task::spawn_blocking(move || {
-            runtime.shutdown_background();
+            runtime.shutdown_timeout(Duration::from_secs(5));
             drop(server);
         })
         .await
