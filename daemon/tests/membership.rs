@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{http_get, submit_via, BackgroundLoad, Network};
+use common::{assert_identical_blocks, http_get, submit_via, BackgroundLoad, Network};
 
 /// `/history` of node `i`: first round → the validators' public keys.
 fn history(net: &Network, i: usize) -> BTreeMap<u64, Vec<String>> {
@@ -38,32 +38,6 @@ fn state(net: &Network, i: usize) -> String {
 fn has_all(net: &Network, i: usize, wanted: &HashSet<String>) -> bool {
     let got: HashSet<String> = net.apps[i].transactions().into_iter().collect();
     wanted.iter().all(|t| got.contains(t))
-}
-
-/// Every app of `nodes` holds the same blocks as the longest one over their common length,
-/// with indices from 0 and no transaction twice.
-fn assert_identical_blocks(net: &Network, nodes: &[usize]) {
-    let summaries: Vec<_> = nodes.iter().map(|&i| net.apps[i].summary()).collect();
-    let shortest = summaries.iter().map(Vec::len).min().unwrap();
-    for (k, s) in summaries.iter().enumerate() {
-        assert_eq!(
-            s[..shortest],
-            summaries[0][..shortest],
-            "app {} differs from app {}",
-            nodes[k],
-            nodes[0]
-        );
-        let indices: Vec<u64> = s.iter().map(|(index, _)| *index).collect();
-        assert_eq!(indices, (0..s.len() as u64).collect::<Vec<_>>());
-        let txs = net.apps[nodes[k]].transactions();
-        let unique: HashSet<&String> = txs.iter().collect();
-        assert_eq!(
-            unique.len(),
-            txs.len(),
-            "app {} got a transaction twice",
-            nodes[k]
-        );
-    }
 }
 
 /// Waits for node `i`'s process to end on its own with a failure status and `text` in its

@@ -544,11 +544,7 @@ async fn two_of_four_stopped_the_others_suspend_and_all_resume_when_they_return(
         |net| net.apps.iter().all(|a| has_all(&a.transactions(), &wanted)),
     )
     .await;
-    let summaries: Vec<_> = net.apps.iter().map(|a| a.summary()).collect();
-    let shortest = summaries.iter().map(Vec::len).min().unwrap();
-    for (i, s) in summaries.iter().enumerate() {
-        assert_eq!(s[..shortest], summaries[0][..shortest], "app {i} differs");
-    }
+    common::assert_identical_blocks(&net, &[0, 1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,6 +6,7 @@
 pub mod indexed_app;
 pub mod load;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -322,6 +323,32 @@ impl Drop for Network {
         for task in &self.app_tasks {
             task.abort();
         }
+    }
+}
+
+/// Every app of `nodes` holds the same blocks as the longest one over their common length,
+/// with indices from 0 and no transaction twice.
+pub fn assert_identical_blocks(net: &Network, nodes: &[usize]) {
+    let summaries: Vec<_> = nodes.iter().map(|&i| net.apps[i].summary()).collect();
+    let shortest = summaries.iter().map(Vec::len).min().unwrap();
+    for (k, s) in summaries.iter().enumerate() {
+        assert_eq!(
+            s[..shortest],
+            summaries[0][..shortest],
+            "app {} differs from app {}",
+            nodes[k],
+            nodes[0]
+        );
+        let indices: Vec<u64> = s.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indices, (0..s.len() as u64).collect::<Vec<_>>());
+        let txs = net.apps[nodes[k]].transactions();
+        let unique: HashSet<&String> = txs.iter().collect();
+        assert_eq!(
+            unique.len(),
+            txs.len(),
+            "app {} got a transaction twice",
+            nodes[k]
+        );
     }
 }
 
