@@ -96,6 +96,10 @@ pub enum HashgraphError {
     /// A checkpoint given to [`crate::Hashgraph::restore`] cannot be used.
     #[error("the checkpoint cannot be restored: {0}")]
     BadCheckpoint(String),
+    /// An anchored block, its frame and window given to [`crate::Hashgraph::from_anchor`] do
+    /// not fit together.
+    #[error("the fast-sync answer is inconsistent: {0}")]
+    BadAnchor(String),
     /// Receipts were given for a block consensus is not waiting on.
     #[error("no receipts are awaited for block {block_index} (awaited: {awaited:?})")]
     NotAwaitingReceipts {

@@ -24,8 +24,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod anchor;
 mod checkpoint;
 mod membership;
+pub use anchor::{Window, WindowEvent};
 pub use checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
 pub use membership::{PeerSetChange, PEER_CHANGE_DELAY_ROUNDS};
 
@@ -846,65 +848,8 @@ impl Hashgraph {
 
         let seq = self.arena_base + self.arena.len() as Seq;
         self.inserting = Some((seq, body.index, self_parent));
-
-        // Fork detection: a second event at an index already held.
-        let cs = &self.creators[creator as usize];
-        let pos = (body.index - cs.chain_base) as usize;
-        if let Some(&existing) = cs.chain.get(pos) {
-            let evidence = ForkEvidence {
-                creator: body.creator,
-                first: self.live(existing).event.clone(),
-                second: event.clone(),
-            };
-            tracing::warn!(target: "hashgraph::fork", creator = ?body.creator, index = body.index, "validator forked");
-            let cs = &mut self.creators[creator as usize];
-            if !cs.forker {
-                cs.forker = true;
-                self.stats.forkers += 1;
-            }
-            cs.extra.entry(body.index).or_default().push(seq);
-            self.any_fork = true;
-            outcome.forks.push(evidence.clone());
-            self.ready.forks.push(evidence);
-        } else {
-            debug_assert_eq!(pos, cs.chain.len(), "self-parent precedes");
-            self.creators[creator as usize].chain.push_back(seq);
-        }
-
-        // Ancestry vector.
-        let width = self.creators.len();
-        let mut la = vec![NO_ANC; width];
-        for &p in &parents {
-            let pn = self.live(p);
-            for (c, slot) in la.iter_mut().enumerate() {
-                *slot = self.merge_anc(c as u32, *slot, pn.anc(c as u32));
-            }
-        }
-        // For a forker, its own entry is FORKED when the ancestry holds another of its branches.
-        let own = Anc {
-            index: body.index,
-            seq,
-        };
-        la[creator as usize] = if self.creators[creator as usize].forker {
-            let conflict = parents.iter().any(|&p| {
-                let a = self.live(p).anc(creator);
-                !a.is_none()
-                    && (a.is_forked()
-                        || (Some(a.seq) != self_parent
-                            && !self_parent.is_some_and(|sp| self.self_ancestor_seq(sp, a.seq))))
-            });
-            if conflict {
-                Anc {
-                    index: body.index.max(la[creator as usize].index),
-                    seq: FORKED,
-                }
-            } else {
-                own
-            }
-        } else {
-            own
-        };
-        let la = la.into_boxed_slice();
+        self.add_to_chain(creator, seq, event, outcome);
+        let la = self.ancestry(creator, body.index, seq, self_parent, &parents);
 
         let lamport = parents
             .iter()
@@ -941,6 +886,75 @@ impl Hashgraph {
         self.ready.events.push(event.clone());
         outcome.added.push(id);
         Ok(Some(id))
+    }
+
+    /// Records event `seq` at its index in its creator's chain, or as a fork when the index is
+    /// held already (the creator becomes a forker and the evidence is reported).
+    fn add_to_chain(&mut self, creator: u32, seq: Seq, event: &Event, outcome: &mut InsertOutcome) {
+        let body = event.body();
+        let cs = &self.creators[creator as usize];
+        let pos = (body.index - cs.chain_base) as usize;
+        if let Some(&existing) = cs.chain.get(pos) {
+            let evidence = ForkEvidence {
+                creator: body.creator,
+                first: self.live(existing).event.clone(),
+                second: event.clone(),
+            };
+            tracing::warn!(target: "hashgraph::fork", creator = ?body.creator, index = body.index, "validator forked");
+            let cs = &mut self.creators[creator as usize];
+            if !cs.forker {
+                cs.forker = true;
+                self.stats.forkers += 1;
+            }
+            cs.extra.entry(body.index).or_default().push(seq);
+            self.any_fork = true;
+            outcome.forks.push(evidence.clone());
+            self.ready.forks.push(evidence);
+        } else {
+            debug_assert_eq!(pos, cs.chain.len(), "self-parent precedes");
+            self.creators[creator as usize].chain.push_back(seq);
+        }
+    }
+
+    /// The last-ancestor vector of event `seq` (by `creator`, at `index`) from its parents'.
+    fn ancestry(
+        &self,
+        creator: u32,
+        index: u64,
+        seq: Seq,
+        self_parent: Option<Seq>,
+        parents: &[Seq],
+    ) -> Box<[Anc]> {
+        let width = self.creators.len();
+        let mut la = vec![NO_ANC; width];
+        for &p in parents {
+            let pn = self.live(p);
+            for (c, slot) in la.iter_mut().enumerate() {
+                *slot = self.merge_anc(c as u32, *slot, pn.anc(c as u32));
+            }
+        }
+        let own = Anc { index, seq };
+        // For a forker, its own entry is FORKED when the ancestry holds another of its branches.
+        la[creator as usize] = if self.creators[creator as usize].forker {
+            let conflict = parents.iter().any(|&p| {
+                let a = self.live(p).anc(creator);
+                !a.is_none()
+                    && (a.is_forked()
+                        || (Some(a.seq) != self_parent
+                            && !self_parent.is_some_and(|sp| self.self_ancestor_seq(sp, a.seq))))
+            });
+            if conflict {
+                Anc {
+                    index: index.max(la[creator as usize].index),
+                    seq: FORKED,
+                }
+            } else {
+                own
+            }
+        } else {
+            own
+        };
+        la.into_boxed_slice()
     }
 
     /// The round, strong-seeing matrices and witness state of event `seq` by `creator`, from

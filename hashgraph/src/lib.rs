@@ -24,6 +24,6 @@ pub use event::{
 };
 pub use graph::{
     Checkpoint, Config, EventInfo, ForkEvidence, Hashgraph, InsertOutcome, OrderedEvent,
-    PeerSetChange, Ready, Stats, PEER_CHANGE_DELAY_ROUNDS,
+    PeerSetChange, Ready, Stats, Window, WindowEvent, PEER_CHANGE_DELAY_ROUNDS,
 };
 pub use peers::{Peer, PeerSet, PeerSetError};

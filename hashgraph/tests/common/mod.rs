@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use hashgraph::{
-    Block, Config, Event, Hashgraph, InsertError, OrderedEvent, Peer, PeerSet, SecretKey,
+    Block, Config, Event, Frame, Hashgraph, InsertError, OrderedEvent, Peer, PeerSet, SecretKey,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,6 +13,8 @@ pub struct Member {
     pub key: SecretKey,
     pub hg: Hashgraph,
     pub blocks: Vec<Block>,
+    /// The frame of each block, same order.
+    pub frames: Vec<Frame>,
     pub ordered: Vec<OrderedEvent>,
 }
 
@@ -47,6 +49,7 @@ pub fn network_with(keys: Vec<SecretKey>, genesis: &PeerSet, config: Config) -> 
             key,
             hg: Hashgraph::new(config.clone(), set.clone()),
             blocks: Vec::new(),
+            frames: Vec::new(),
             ordered: Vec::new(),
         })
         .collect()
@@ -58,16 +61,19 @@ impl Member {
     pub fn settle(&mut self) {
         self.hg.run_consensus();
         while let Some(index) = self.hg.awaiting_receipts() {
-            let ready = self.hg.take_ready();
-            self.blocks.extend(ready.blocks);
-            self.ordered.extend(ready.ordered);
+            self.take();
             let block = self.blocks.iter().find(|b| b.body.index == index).unwrap();
             let accept = vec![true; block.body.internal_transactions.len()];
             self.hg.apply_receipts(index, &accept).unwrap();
             self.hg.run_consensus();
         }
+        self.take();
+    }
+
+    fn take(&mut self) {
         let ready = self.hg.take_ready();
         self.blocks.extend(ready.blocks);
+        self.frames.extend(ready.frames);
         self.ordered.extend(ready.ordered);
     }
 }
