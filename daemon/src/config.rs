@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// validator leaves first (PEER_REMOVE), as Babble's does
     #[arg(long, env = "HEARSAY_NO_LEAVE", num_args = 0..=1, default_missing_value = "true")]
     pub no_leave: Option<bool>,
+    /// A joining node, or one whose peers pruned the history it lacks, jumps to the latest
+    /// anchored block (block, frame and app snapshot, checked) instead of syncing the history
+    #[arg(long, env = "HEARSAY_FAST_SYNC", num_args = 0..=1, default_missing_value = "true")]
+    pub fast_sync: Option<bool>,
     /// Concurrent gossip RPCs per peer [default: 2]
     #[arg(long, env = "HEARSAY_MAX_POOL")]
     pub max_pool: Option<usize>,
@@ -104,6 +108,7 @@ struct FileConfig {
     timeout: Option<String>,
     join_timeout: Option<String>,
     no_leave: Option<bool>,
+    fast_sync: Option<bool>,
     max_pool: Option<usize>,
     proxy_listen: Option<String>,
     client_connect: Option<String>,
@@ -123,12 +128,11 @@ struct FileConfig {
     ignored: Vec<String>,
 }
 
-/// Babble config keys a Babble datadir may hold that Hearsay does not act on yet (storage,
-/// fast-sync and WebRTC arrive with later work). They are reported, not refused, so that a
+/// Babble config keys a Babble datadir may hold that Hearsay does not act on yet (the cache
+/// size, WebRTC). They are reported, not refused, so that a
 /// Babble datadir still starts.
-const NOT_YET_SUPPORTED: [&str; 10] = [
+const NOT_YET_SUPPORTED: [&str; 9] = [
     "cache-size",
-    "fast-sync",
     "webrtc",
     "signal-addr",
     "signal-realm",
@@ -160,6 +164,8 @@ pub struct Config {
     pub join_timeout: Duration,
     /// Stop on a signal without leaving the validator set.
     pub no_leave: bool,
+    /// Join, or catch up after peers pruned what we lack, from the latest anchored block.
+    pub fast_sync: bool,
     /// Concurrent gossip RPCs per peer.
     pub max_pool: usize,
     /// Proxy listen address.
@@ -263,6 +269,7 @@ impl RunArgs {
                 &pick(self.join_timeout, file.join_timeout, "10s"),
             )?,
             no_leave: self.no_leave.or(file.no_leave).unwrap_or(false),
+            fast_sync: self.fast_sync.or(file.fast_sync).unwrap_or(false),
             max_pool,
             proxy_listen: parse_addr(
                 "proxy-listen",

@@ -8,7 +8,9 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{assert_identical_blocks, http_get, submit_via, BackgroundLoad, Network};
+use common::{
+    app_has_all as has_all, assert_identical_blocks, http_get, submit_via, BackgroundLoad, Network,
+};
 
 /// `/history` of node `i`: first round → the validators' public keys.
 fn history(net: &Network, i: usize) -> BTreeMap<u64, Vec<String>> {
@@ -33,11 +35,6 @@ fn state(net: &Network, i: usize) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
-}
-
-fn has_all(net: &Network, i: usize, wanted: &HashSet<String>) -> bool {
-    let got: HashSet<String> = net.apps[i].transactions().into_iter().collect();
-    wanted.iter().all(|t| got.contains(t))
 }
 
 /// Waits for node `i`'s process to end on its own with a failure status and `text` in its

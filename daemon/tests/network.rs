@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{http_get, Network, RawProxy};
+use common::{http_get, stat, Network, RawProxy};
 
 const TOTAL_TXS: usize = 2000;
 
@@ -649,11 +649,6 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
     assert_eq!(net.apps[3].summary()[..blocks], full[..]);
 }
 
-/// A `/stats` counter as a number (Babble's `/stats` gives strings).
-fn stat(net: &Network, i: usize, key: &str) -> Option<u64> {
-    net.stats(i)[key].as_str().and_then(|v| v.parse().ok())
-}
-
 /// Decided history leaves memory (events in memory stay a fraction of those ordered), a node
 /// down while the others went far past what they keep in memory is served the history it
 /// lacks from their databases, and its own restart resumes from a checkpoint instead of
@@ -747,9 +742,9 @@ async fn leave_node_3_behind(net: &mut Network, wanted: &mut HashSet<String>) ->
 
 /// With `--prune-rounds`, history beyond the window leaves the database too, and a node that
 /// comes back needing it is told so (`/stats` `needs_fast_sync`, a warning naming fast-sync)
-/// instead of waiting forever; the others go on.
+/// instead of waiting forever; the others go on; restarted with `--fast-sync`, it catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_is_told_to_fast_sync() {
+async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_fast_syncs() {
     let mut net = Network::create(4).await;
     let flags = ["--prune-rounds", "50"];
     for i in 0..4 {
@@ -780,6 +775,35 @@ async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_is_told_to_fast_
             .all(|a| has_all(&a.transactions(), &more))
     })
     .await;
+
+    // Restarted with --fast-sync, node 3 resumes at an anchored block of its peers: its app is
+    // restored from a snapshot, and from there it orders what all four order.
+    assert_eq!(net.terminate(3).map(|s| s.success()), Some(true));
+    net.start_with(3, &["--prune-rounds", "50", "--fast-sync"]);
+    net.wait_for("node 3 to fast-sync", Duration::from_secs(60), |net| {
+        !net.apps[3].restores.lock().unwrap().is_empty()
+            && net.stats(3)["needs_fast_sync"] == "false"
+    })
+    .await;
+    let last: HashSet<String> = submit_everywhere(&net, "last", 40)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for(
+        "all four to order the last load",
+        Duration::from_secs(60),
+        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &last)),
+    )
+    .await;
+    for (index, state) in net.apps[3].states() {
+        assert_eq!(
+            net.apps[0].state_after(index),
+            Some(state),
+            "node 3's app state after block {index} differs from node 0's"
+        );
+    }
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap();
+    assert!(log.contains("fast-synced"), "{}", net.log_tail(3, 30));
 
     // Node 0's database no longer holds node 3's first events.
     assert_eq!(net.terminate(0).map(|s| s.success()), Some(true));

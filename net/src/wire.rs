@@ -20,7 +20,7 @@
 //! Events travel as opaque byte strings (each one an event in hashgraph's canonical encoding);
 //! this crate never decodes them, and knows no consensus rule.
 
-use hashgraph::{Hash, InternalTransaction, Peer, PublicKey};
+use hashgraph::{Block, Frame, Hash, InternalTransaction, Peer, PeerSet, PublicKey, WindowEvent};
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -36,6 +36,8 @@ pub const MAX_FETCH_IDS: usize = 10_000;
 pub const MAX_KNOWN: usize = 10_000;
 /// The most validators one [`JoinStatus::Accepted`] may list.
 pub const MAX_PEERS: usize = 10_000;
+/// The most validator sets one [`FastSyncOffer`] may carry.
+pub const MAX_PEER_SETS: usize = 10_000;
 /// The length of the frame header (a big-endian `u32` body length).
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -81,6 +83,9 @@ pub enum Request {
     /// the connection's handshake proved). The receiver puts it in its next event and answers
     /// [`Response::Join`] with where it stands; the joiner asks again until it is decided.
     Join(InternalTransaction),
+    /// Fast-sync: ask for the latest anchored block the receiver can resume a node at,
+    /// answered with [`Response::FastSync`].
+    FastSync,
 }
 
 /// A response to a [`Request`]. Append new variants only (see the module docs).
@@ -110,6 +115,28 @@ pub enum Response {
     },
     /// The answer to [`Request::Join`].
     Join(JoinStatus),
+    /// The answer to [`Request::FastSync`]. The event bodies of the window are fetched
+    /// separately ([`Request::FetchEvents`]).
+    FastSync(Box<FastSyncOffer>),
+}
+
+/// An anchored block and what a node needs to resume at it (see `hashgraph::Window`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastSyncOffer {
+    /// The block, with the validators' signatures that anchor it.
+    pub block: Block,
+    /// Its frame.
+    pub frame: Frame,
+    /// The first round whose events are all in the window.
+    pub window_start: u64,
+    /// The validator sets known at the block's round, with their first rounds.
+    #[serde(deserialize_with = "bounded_peer_sets")]
+    pub peer_sets: Vec<(u64, PeerSet)>,
+    /// The window's events as the serving node placed them.
+    #[serde(deserialize_with = "bounded_window")]
+    pub window: Vec<WindowEvent>,
+    /// The app's snapshot as of the block (`State.GetSnapshot`).
+    pub snapshot: Vec<u8>,
 }
 
 /// Where a join request stands, as the validator asked sees it.
@@ -278,6 +305,14 @@ fn bounded_known<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KnownEntry>, D::
 
 fn bounded_peers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Peer>, D::Error> {
     d.deserialize_seq(BoundedVec::<Peer, MAX_PEERS>(PhantomData))
+}
+
+fn bounded_peer_sets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u64, PeerSet)>, D::Error> {
+    d.deserialize_seq(BoundedVec::<(u64, PeerSet), MAX_PEER_SETS>(PhantomData))
+}
+
+fn bounded_window<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WindowEvent>, D::Error> {
+    d.deserialize_seq(BoundedVec::<WindowEvent, MAX_EVENTS>(PhantomData))
 }
 
 fn bounded_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
@@ -493,6 +528,65 @@ mod tests {
         let bytes = encode_body(&join).unwrap();
         assert_eq!(bytes[0], 3);
         assert_eq!(decode_body::<Request>(&bytes).unwrap(), join);
+        assert_eq!(encode_body(&Request::FastSync).unwrap(), [4]);
+        let offer = Response::FastSync(Box::new(offer(1)));
+        let bytes = encode_body(&offer).unwrap();
+        assert_eq!(bytes[0], 6);
+        assert_eq!(decode_body::<Response>(&bytes).unwrap(), offer);
+    }
+
+    fn offer(window_events: usize) -> FastSyncOffer {
+        let peers = PeerSet::new(vec![Peer::new(key("a"), "127.0.0.1:3", "a")]).unwrap();
+        let body = hashgraph::BlockBody {
+            index: 3,
+            round_received: 9,
+            timestamp: 1,
+            prev_hash: Hash([1; 32]),
+            frame_hash: Hash([2; 32]),
+            peers_hash: peers.hash(),
+            transactions: vec![b"tx".to_vec()],
+            internal_transactions: vec![],
+        };
+        FastSyncOffer {
+            block: Block::new(body),
+            frame: Frame {
+                round: 9,
+                peers: peers.clone(),
+                roots: vec![],
+                events: vec![],
+            },
+            window_start: 2,
+            peer_sets: vec![(0, peers)],
+            window: vec![
+                WindowEvent {
+                    id: Hash([4; 32]),
+                    round: 8,
+                    lamport: 30,
+                    witness: true,
+                    round_received: None,
+                    consensus_timestamp: None,
+                };
+                window_events
+            ],
+            snapshot: vec![5; 10],
+        }
+    }
+
+    #[test]
+    fn fast_sync_offers_round_trip_and_their_windows_are_bounded() {
+        let one = Response::FastSync(Box::new(offer(3)));
+        assert_eq!(
+            decode_body::<Response>(&encode_body(&one).unwrap()).unwrap(),
+            one
+        );
+        let too_many = encode_body(&Response::FastSync(Box::new(offer(MAX_EVENTS + 1)))).unwrap();
+        assert!(matches!(
+            decode_body::<Response>(&too_many),
+            Err(WireError::Malformed(_))
+        ));
+        let mut cut = encode_body(&one).unwrap();
+        cut.truncate(cut.len() - 4);
+        assert!(decode_body::<Response>(&cut).is_err());
     }
 
     fn join_request(seed: &str) -> InternalTransaction {

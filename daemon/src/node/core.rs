@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use hashgraph::{
-    Block, BlockSignature, Event, Hash, Hashgraph, InsertError, InternalTransaction,
+    Block, BlockSignature, Event, Frame, Hash, Hashgraph, InsertError, InternalTransaction,
     InternalTransactionKind, PeerSet, PublicKey, SecretKey, VerifiedEvent,
 };
 use hearsay_net::wire::{JoinStatus, Response};
@@ -20,6 +20,8 @@ use crate::store::{Store, StoreError};
 
 /// Most bytes of transactions put in one event (well under the core's event size limit).
 pub const MAX_EVENT_PAYLOAD: usize = 1 << 20;
+/// Bytes of events after which an answer to a fetch stops (well inside a wire frame).
+const MAX_FETCH_ANSWER_BYTES: usize = 8 << 20;
 /// How often a node suspended for lack of progress still creates an event, so that consensus
 /// can resume once a quorum is back.
 pub const PROBE_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
@@ -136,6 +138,29 @@ pub struct CoreStatus {
     pub last_peer_change: Option<u64>,
     /// Events this node created.
     pub self_events: u64,
+    /// The latest block signed by more than a third of its round's validators.
+    pub last_anchored: Option<u64>,
+}
+
+/// The latest anchored block and what a node needs to resume at it (fast-sync), as this
+/// node serves it.
+pub struct Anchor {
+    /// The block, with its signatures.
+    pub block: Block,
+    /// Its frame.
+    pub frame: Frame,
+    /// The recent DAG from its round on.
+    pub window: hashgraph::Window,
+}
+
+/// A hashgraph resumed at an anchored block by fast-sync, for [`Command::Reset`].
+pub struct ResetTo {
+    /// The resumed hashgraph (its window's events in its ready work).
+    pub hg: Hashgraph,
+    /// The anchored block.
+    pub block: Block,
+    /// Its frame.
+    pub frame: Frame,
 }
 
 /// A round and its witnesses with their fame (`None` while undecided).
@@ -154,6 +179,11 @@ pub struct GraphSnapshot {
 
 /// Commands to the core.
 pub enum Command {
+    /// The latest anchored block and its window, to serve a fast-sync; or why there is none.
+    Anchor(oneshot::Sender<Result<Anchor, String>>),
+    /// Replace the hashgraph by one resumed at an anchored block (fast-sync); answers the
+    /// anchored block's index once the store holds the new state.
+    Reset(Box<ResetTo>, oneshot::Sender<u64>),
     /// Our known map (creator → events held), for a sync request.
     Known(oneshot::Sender<Vec<(PublicKey, u64)>>),
     /// Events a peer with this known map lacks, at most `limit`, encoded, plus our known map.
@@ -328,6 +358,16 @@ impl CoreHandle {
         self.ask(Command::History).await
     }
 
+    /// The latest anchored block to serve a fast-sync from, or why there is none.
+    pub async fn anchor(&self) -> Result<Result<Anchor, String>, CoreGone> {
+        self.ask(Command::Anchor).await
+    }
+
+    /// Resumes the node at an anchored block (fast-sync); returns the block's index.
+    pub async fn reset(&self, to: ResetTo) -> Result<u64, CoreGone> {
+        self.ask(|reply| Command::Reset(Box::new(to), reply)).await
+    }
+
     /// Where a join request stands (carrying it if it is new).
     pub async fn join(
         &self,
@@ -429,6 +469,11 @@ pub struct Core {
     joins: Joins,
     /// Publishes the validator-set history.
     membership: tokio::sync::watch::Sender<History>,
+    /// The latest block signed by more than a third of its round's validators.
+    last_anchored: Option<u64>,
+    /// Our latest event in the store when fast-sync resumed us without it: no event of ours
+    /// is created until the hashgraph holds it again (never two events at one index).
+    own_head_missing: Option<u64>,
 }
 
 impl Core {
@@ -496,6 +541,8 @@ impl Core {
             internal_queue: Vec::new(),
             joins: Joins::default(),
             membership,
+            last_anchored: None,
+            own_head_missing: None,
         }
     }
 
@@ -536,6 +583,13 @@ impl Core {
 
     fn handle(&mut self, command: Command) {
         match command {
+            Command::Anchor(reply) => {
+                let _ = reply.send(self.anchor());
+            }
+            Command::Reset(to, reply) => {
+                let index = self.reset(*to);
+                let _ = reply.send(index);
+            }
             Command::Known(reply) => {
                 let _ = reply.send(self.hg.known());
             }
@@ -559,13 +613,23 @@ impl Core {
                 let _ = reply.send(answer);
             }
             Command::Fetch(ids, reply) => {
-                let events = ids
-                    .iter()
-                    .filter_map(|id| match self.hg.event(id) {
+                // Bounded by bytes too, so that the answer fits in a frame: the asker asks
+                // again for what is left.
+                let mut bytes = 0;
+                let mut events = Vec::new();
+                for id in &ids {
+                    let event = match self.hg.event(id) {
                         Some(e) => Some(e.to_bytes()),
                         None => self.store.event(id).ok().flatten().map(|e| e.to_bytes()),
-                    })
-                    .collect();
+                    };
+                    if let Some(event) = event {
+                        bytes += event.len();
+                        events.push(event);
+                        if bytes >= MAX_FETCH_ANSWER_BYTES {
+                            break;
+                        }
+                    }
+                }
                 let _ = reply.send(events);
             }
             Command::Insert(events, reply) => {
@@ -717,8 +781,18 @@ impl Core {
         if probing {
             self.last_probe = Some(std::time::Instant::now());
         }
-        // A head far behind ours would make the event invalid: build on none instead.
         let me = self.key.public_key();
+        if let Some(stored) = self.own_head_missing {
+            let held = self
+                .hg
+                .head(&me)
+                .and_then(|h| self.hg.event(&h).map(Event::index));
+            if held.is_none_or(|i| i < stored) {
+                return false;
+            }
+            self.own_head_missing = None;
+        }
+        // A head far behind ours would make the event invalid: build on none instead.
         let other_parent = other
             .and_then(|o| self.hg.head(&o))
             .filter(|head| self.hg.fits_as_other_parent(&me, head));
@@ -771,6 +845,10 @@ impl Core {
         }
         let me = self.key.public_key();
         for event in ready.stale.iter().filter(|e| *e.creator() == me) {
+            if event.body().transactions.is_empty() && event.body().internal_transactions.is_empty()
+            {
+                continue;
+            }
             match self
                 .pool
                 .resubmit(&event.id(), event.body().transactions.clone())
@@ -872,6 +950,7 @@ impl Core {
                 if block.verify_signature(&signer, &sig.signature)
                     && block.signatures.insert(signer, sig.signature).is_none()
                 {
+                    self.note_anchor(&block);
                     self.update_block(block, "a block signature");
                 }
             }
@@ -905,6 +984,7 @@ impl Core {
             }
         }
         self.blocks_committed = self.blocks_committed.max(index + 1);
+        self.note_anchor(&block);
         self.update_block(block, "the app's answer");
         if let Err(e) = self.store.set_app_acknowledged(index) {
             fatal_store_error(&e, "the app's answer");
@@ -1107,6 +1187,130 @@ impl Core {
             blocks: self.block_count(),
             blocks_committed: self.blocks_committed,
             self_events: self.self_events,
+            last_anchored: self.last_anchored,
+        }
+    }
+
+    /// Records `block` as the latest anchored one if more than a third of its round's
+    /// validators signed it (signatures are checked before they are added).
+    fn note_anchor(&mut self, block: &Block) {
+        let set = self.hg.peer_set(block.body.round_received);
+        let signers = block.signatures.keys().filter(|k| set.contains(k)).count();
+        if signers * 3 > set.len() && self.last_anchored.is_none_or(|a| a < block.body.index) {
+            self.last_anchored = Some(block.body.index);
+        }
+    }
+
+    /// The latest anchored block whose window is still in memory.
+    fn anchor(&self) -> Result<Anchor, String> {
+        let index = self
+            .last_anchored
+            .ok_or("no block is anchored here yet (signatures still to come)")?;
+        let block = self
+            .block(index)
+            .ok_or_else(|| format!("anchored block {index} is not in the store"))?;
+        let frame = self
+            .store
+            .frame(index)
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("the frame of block {index} is not in the store"))?;
+        let window = self
+            .hg
+            .window(block.body.round_received)
+            .ok_or_else(|| format!("the history after block {index} has left memory"))?;
+        Ok(Anchor {
+            block,
+            frame,
+            window,
+        })
+    }
+
+    /// Replaces the hashgraph by one resumed at an anchored block: stores its window, the
+    /// block, its frame, the validator sets and the app's position, puts back our own stored
+    /// events the window lacks, and saves a checkpoint, so that a restart resumes from here.
+    fn reset(&mut self, to: ResetTo) -> u64 {
+        let ResetTo {
+            mut hg,
+            block,
+            frame,
+        } = to;
+        let index = block.body.index;
+        let ready = hg.take_ready();
+        let stored = self
+            .store
+            .put_events(&ready.events)
+            .and_then(|()| {
+                hg.peer_set_history()
+                    .iter()
+                    .try_for_each(|(round, set)| self.store.put_peer_set(*round, set))
+            })
+            .and_then(|()| self.store.put_block(&block))
+            .and_then(|()| self.store.put_frame(index, &frame))
+            .and_then(|()| self.store.set_app_acknowledged(index));
+        if let Err(e) = stored {
+            fatal_store_error(&e, "the state fast-sync resumed at");
+        }
+        self.hg = hg;
+        self.resume_own_events();
+        self.recent.clear();
+        self.recent_bytes = 0;
+        self.recent_base = index;
+        self.push_block(block);
+        self.blocks_committed = index + 1;
+        self.acknowledged_at_start = Some(index);
+        self.last_anchored = Some(index);
+        self.checkpointed_round = self.hg.last_consensus_round().unwrap_or(0);
+        self.floors.clear();
+        self.stashed.retain(|i, _| *i > index);
+        self.stashed_count = self.stashed.values().map(Vec::len).sum();
+        self.our_signatures.retain(|s| s.index > index);
+        if let Err(e) = save_checkpoint(&self.hg, self.transactions, self.store.as_ref()) {
+            fatal_store_error(&e, "a checkpoint");
+        }
+        self.membership
+            .send_replace(Arc::new(self.hg.peer_set_history()));
+        self.settle();
+        index
+    }
+
+    /// After a reset: our stored events after the latest one the hashgraph holds go back in,
+    /// in order. One that cannot (its other parent is below the window) blocks our event
+    /// creation until gossip brings it back, since creating at its index would fork us.
+    fn resume_own_events(&mut self) {
+        let me = self.key.public_key();
+        let stored = match self.store.self_head() {
+            Ok(Some((index, _))) => index,
+            Ok(None) => return,
+            Err(e) => fatal_store_error(&e, "our own events"),
+        };
+        let held = self
+            .hg
+            .head(&me)
+            .and_then(|h| self.hg.event(&h).map(Event::index));
+        let first = held.map_or(0, |i| i + 1);
+        for i in first..=stored {
+            let event = match self.store.self_event(i) {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(e) => fatal_store_error(&e, "our own events"),
+            };
+            match self
+                .hg
+                .insert_verified(VerifiedEvent::assume_verified(event))
+            {
+                Ok(outcome) if outcome.missing_parents.is_empty() => {}
+                Ok(_) | Err(_) => {
+                    tracing::warn!(
+                        index = i,
+                        stored,
+                        "our own events after the anchor cannot be resumed yet: this node \
+                         creates no event until they are back"
+                    );
+                    self.own_head_missing = Some(stored);
+                    return;
+                }
+            }
         }
     }
 }

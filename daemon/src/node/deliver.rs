@@ -29,25 +29,28 @@ pub struct DeliveryStatus {
     pub app_down: AtomicBool,
     /// The last delivery error.
     pub last_error: Mutex<Option<String>>,
+    /// Set by fast-sync before it restores the app at an anchored block: blocks up to this
+    /// index are not delivered (the snapshot holds them). `u64::MAX`: none restored.
+    pub restored_at: AtomicU64,
 }
 
-/// Delivers blocks from `blocks` to the app on `--client-connect`, and node-state changes.
+impl DeliveryStatus {
+    /// A status with nothing delivered and nothing restored.
+    pub fn new() -> DeliveryStatus {
+        DeliveryStatus {
+            restored_at: AtomicU64::new(u64::MAX),
+            ..DeliveryStatus::default()
+        }
+    }
+}
+
+/// Delivers blocks from `blocks` to the app, and node-state changes.
 pub async fn deliver_loop(
     shared: Arc<Shared>,
-    target: App,
     mut blocks: mpsc::UnboundedReceiver<hashgraph::Block>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = match target {
-        App::Remote => Target::Remote(AppClient::with_config(
-            shared.config.client_connect.to_string(),
-            ClientConfig {
-                timeout: Duration::from_secs(5),
-                ..ClientConfig::default()
-            },
-        )),
-        App::InProcess(handler) => Target::InProcess(handler),
-    };
+    let app = &shared.app;
     let status = &shared.delivery;
     let mut states = shared.state.clone();
     loop {
@@ -64,6 +67,11 @@ pub async fn deliver_loop(
             }
             _ = shutdown.changed() => return,
         };
+        let restored_at = status.restored_at.load(Ordering::Relaxed);
+        if restored_at != u64::MAX && block.body.index <= restored_at {
+            tracing::debug!(block = block.body.index, "in the restored snapshot already");
+            continue;
+        }
         status.waiting.fetch_add(1, Ordering::Relaxed);
         let json = convert::block_json(&block);
         let mut backoff = FIRST_BACKOFF;
@@ -115,20 +123,62 @@ pub async fn deliver_loop(
     }
 }
 
-/// The app as the delivery loop calls it.
-enum Target {
+/// The app, as the node calls it: over the socket proxy or in process.
+pub enum AppLink {
+    /// An app process at `--client-connect`.
     Remote(AppClient),
+    /// An app in this process.
     InProcess(Arc<dyn hearsay_proxy::AppHandler>),
 }
 
-impl Target {
+impl AppLink {
+    /// The link to `app` for a node with `config`.
+    pub fn new(app: App, config: &crate::config::Config) -> AppLink {
+        match app {
+            App::Remote => AppLink::Remote(AppClient::with_config(
+                config.client_connect.to_string(),
+                ClientConfig {
+                    timeout: Duration::from_secs(5),
+                    ..ClientConfig::default()
+                },
+            )),
+            App::InProcess(handler) => AppLink::InProcess(handler),
+        }
+    }
+
+    /// `State.GetSnapshot`: the app's snapshot as of block `index`.
+    pub async fn get_snapshot(&self, index: u64) -> Result<Vec<u8>, String> {
+        match self {
+            AppLink::Remote(client) => client.get_snapshot(index).await.map_err(|e| e.to_string()),
+            AppLink::InProcess(handler) => {
+                let handler = Arc::clone(handler);
+                tokio::task::spawn_blocking(move || handler.get_snapshot(index))
+                    .await
+                    .map_err(|e| format!("the app's handler panicked: {e}"))?
+            }
+        }
+    }
+
+    /// `State.Restore`: replaces the app's state by `snapshot`; returns its state hash.
+    pub async fn restore(&self, snapshot: Vec<u8>) -> Result<Vec<u8>, String> {
+        match self {
+            AppLink::Remote(client) => client.restore(&snapshot).await.map_err(|e| e.to_string()),
+            AppLink::InProcess(handler) => {
+                let handler = Arc::clone(handler);
+                tokio::task::spawn_blocking(move || handler.restore(&snapshot))
+                    .await
+                    .map_err(|e| format!("the app's handler panicked: {e}"))?
+            }
+        }
+    }
+
     async fn commit_block(
         &self,
         block: &hearsay_proxy::Block,
     ) -> Result<hearsay_proxy::CommitResponse, String> {
         match self {
-            Target::Remote(client) => client.commit_block(block).await.map_err(|e| e.to_string()),
-            Target::InProcess(handler) => {
+            AppLink::Remote(client) => client.commit_block(block).await.map_err(|e| e.to_string()),
+            AppLink::InProcess(handler) => {
                 let handler = Arc::clone(handler);
                 let block = block.clone();
                 // The handler is the app's code: keep it off the async threads, and turn a
@@ -142,11 +192,11 @@ impl Target {
 
     async fn on_state_changed(&self, state: NodeState) -> Result<(), String> {
         match self {
-            Target::Remote(client) => client
+            AppLink::Remote(client) => client
                 .on_state_changed(state)
                 .await
                 .map_err(|e| e.to_string()),
-            Target::InProcess(handler) => {
+            AppLink::InProcess(handler) => {
                 let handler = Arc::clone(handler);
                 tokio::task::spawn_blocking(move || handler.on_state_changed(state))
                     .await

@@ -27,6 +27,8 @@ use crate::config::Config;
 const MAX_FETCH_ROUNDS: usize = 8;
 /// Most ids asked for in one fetch.
 const MAX_FETCH_IDS: usize = 10_000;
+/// Pause after a fast-sync that found no usable answer.
+const FAST_SYNC_RETRY: Duration = Duration::from_secs(1);
 
 /// Gossip counters for `/stats` and `/metrics`.
 #[derive(Default, Debug)]
@@ -46,6 +48,11 @@ pub struct GossipStats {
     /// A peer answered that it has pruned history this node lacks: it cannot catch up by
     /// gossip and needs fast-sync.
     pub needs_fast_sync: std::sync::atomic::AtomicBool,
+    /// With `--fast-sync`: the gossip loop fast-syncs before its next sync (a joiner just
+    /// accepted, or peers pruned what we lack).
+    pub fast_sync_wanted: std::sync::atomic::AtomicBool,
+    /// Fast-syncs completed.
+    pub fast_syncs: AtomicU64,
 }
 
 /// Binds the QUIC transport. Any key that proves itself in the handshake may connect (a
@@ -141,6 +148,7 @@ pub async fn gossip_loop(
     // Peers that failed are left alone for a while, so that a dead peer costs one RPC timeout
     // per backoff period instead of one in every few gossip rounds.
     let mut backoff: HashMap<PublicKey, PeerBackoff> = HashMap::new();
+    let mut fast_sync_failed_at = None;
     loop {
         let busy = shared.core.busy().await.unwrap_or(false);
         let wait = if busy {
@@ -160,6 +168,30 @@ pub async fn gossip_loop(
         let state = *shared.state.borrow();
         if state == NodeState::Joining {
             continue;
+        }
+        if shared.gossip.fast_sync_wanted.load(Ordering::Relaxed) {
+            if fast_sync_failed_at.is_some_and(|t: Instant| t.elapsed() < FAST_SYNC_RETRY) {
+                continue;
+            }
+            match super::fastsync::fast_sync(&shared, &transport).await {
+                Ok(_) => {
+                    shared
+                        .gossip
+                        .fast_sync_wanted
+                        .store(false, Ordering::Relaxed);
+                    shared
+                        .gossip
+                        .needs_fast_sync
+                        .store(false, Ordering::Relaxed);
+                    shared.gossip.fast_syncs.fetch_add(1, Ordering::Relaxed);
+                    fast_sync_failed_at = None;
+                }
+                Err(e) => {
+                    tracing::info!(error = %format!("{e:#}"), "fast-sync failed; trying again");
+                    fast_sync_failed_at = Some(Instant::now());
+                    continue;
+                }
+            }
         }
         // The set changes with joins and leaves.
         let others = shared.membership.gossip_targets(&shared.me);
@@ -259,13 +291,22 @@ async fn sync_with(
         Response::Sync(sync) => sync,
         Response::Error(e) => bail!("peer refused the sync: {e}"),
         Response::Pruned { creator, below } => {
-            if !shared.gossip.needs_fast_sync.swap(true, Ordering::Relaxed) {
+            if shared.config.fast_sync {
+                if !shared.gossip.fast_sync_wanted.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        peer = %peer.moniker,
+                        creator = %creator.to_hex(),
+                        below,
+                        "a peer has pruned history this node lacks: fast-syncing"
+                    );
+                }
+            } else if !shared.gossip.needs_fast_sync.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     peer = %peer.moniker,
                     creator = %creator.to_hex(),
                     below,
                     "a peer has pruned history this node lacks: it cannot catch up by gossip \
-                     and needs fast-sync (not in this version yet); see /stats needs_fast_sync"
+                     and needs fast-sync (restart it with --fast-sync); see /stats needs_fast_sync"
                 );
             }
             bail!("peer has pruned the history we lack (creator events below index {below})");
@@ -374,6 +415,11 @@ pub async fn serve_inbound(
                         Err(e) => Response::Error(e.to_string()),
                     }
                 }
+                // A node about to fast-sync takes no history pushed meanwhile: it would start
+                // ordering from genesis instead.
+                Request::EagerSync(_) if shared.gossip.fast_sync_wanted.load(Ordering::Relaxed) => {
+                    Response::Error("fast-syncing: pushes are not taken now".into())
+                }
                 Request::EagerSync(events) => {
                     let count = events.len() as u32;
                     match shared.membership.peer(&from) {
@@ -393,6 +439,7 @@ pub async fn serve_inbound(
                         Err(e) => Response::Error(e.to_string()),
                     }
                 }
+                Request::FastSync => super::fastsync::offer(&shared).await,
                 Request::Join(join) => match shared.core.join(from, join.clone()).await {
                     Ok(Ok(status)) => Response::Join(status),
                     Ok(Err(refusal)) => Response::Error(refusal.to_string()),

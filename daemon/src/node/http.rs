@@ -120,6 +120,7 @@ async fn stats(
     m.insert("events_in_memory", st.events_in_memory.to_string());
     m.insert("last_round", minus_one(st.last_round));
     m.insert("self_events", status.self_events.to_string());
+    m.insert("last_anchored_block", minus_one(status.last_anchored));
     m.insert("forkers", st.forkers.to_string());
     m.insert("sync_rate", {
         let failed = s.gossip.syncs_failed.load(Ordering::Relaxed);

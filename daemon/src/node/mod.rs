@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod core;
 pub mod deliver;
+pub mod fastsync;
 pub mod gossip;
 pub mod http;
 pub mod membership;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub pool: Arc<TxPool>,
     /// The app side.
     pub delivery: Arc<deliver::DeliveryStatus>,
+    /// The app, for deliveries, snapshots and restores.
+    pub app: deliver::AppLink,
     /// Gossip counters.
     pub gossip: Arc<gossip::GossipStats>,
     /// The node state, as the core publishes it.
@@ -321,7 +324,8 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         genesis,
         core: core_handle.clone(),
         pool: Arc::clone(&pool),
-        delivery: Arc::new(deliver::DeliveryStatus::default()),
+        delivery: Arc::new(deliver::DeliveryStatus::new()),
+        app: deliver::AppLink::new(app.clone(), &config),
         gossip: Arc::new(gossip::GossipStats::default()),
         state: state_rx,
         wake: Arc::clone(&wake),
@@ -351,7 +355,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     ));
     tasks.spawn(named(
         "deliver",
-        deliver::deliver_loop(Arc::clone(&shared), app, deliver_rx, shutdown.clone()),
+        deliver::deliver_loop(Arc::clone(&shared), deliver_rx, shutdown.clone()),
     ));
     if let Some(proxy_listener) = proxy_listener {
         let pool = Arc::clone(&pool);
@@ -370,6 +374,12 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         }));
     }
     let (failure_tx, failures) = tokio::sync::mpsc::channel(1);
+    if initial == NodeState::Joining && config.fast_sync {
+        shared
+            .gossip
+            .fast_sync_wanted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if initial == NodeState::Joining {
         tasks.spawn(named(
             "join",

@@ -26,6 +26,10 @@ pub use hearsay::testnet::TestnetNode as NodeInfo;
 pub struct RecordingApp {
     pub blocks: Mutex<Vec<Block>>,
     state: Mutex<Vec<u8>>,
+    /// The state after each block (the snapshot `State.GetSnapshot` gives for it).
+    snapshots: Mutex<std::collections::BTreeMap<u64, Vec<u8>>>,
+    /// Snapshots this app was restored from (`State.Restore`).
+    pub restores: Mutex<Vec<Vec<u8>>>,
     pub refuse_changes: std::sync::atomic::AtomicBool,
 }
 
@@ -39,6 +43,10 @@ impl AppHandler for RecordingApp {
             *state = h.finalize().to_vec();
         }
         self.blocks.lock().unwrap().push(block.clone());
+        self.snapshots
+            .lock()
+            .unwrap()
+            .insert(block.body.index, state.clone());
         let mut response = CommitResponse::accept_all(state.clone(), block);
         if self
             .refuse_changes
@@ -50,11 +58,17 @@ impl AppHandler for RecordingApp {
         }
         Ok(response)
     }
-    fn get_snapshot(&self, _index: u64) -> Result<Vec<u8>, String> {
-        Ok(self.state.lock().unwrap().clone())
+    fn get_snapshot(&self, index: u64) -> Result<Vec<u8>, String> {
+        self.snapshots
+            .lock()
+            .unwrap()
+            .get(&index)
+            .cloned()
+            .ok_or_else(|| format!("no snapshot of block {index}"))
     }
     fn restore(&self, snapshot: &[u8]) -> Result<Vec<u8>, String> {
         *self.state.lock().unwrap() = snapshot.to_vec();
+        self.restores.lock().unwrap().push(snapshot.to_vec());
         Ok(snapshot.to_vec())
     }
 }
@@ -77,6 +91,17 @@ impl RecordingApp {
                 )
             })
             .collect()
+    }
+
+    /// The state after each block received: (block index, state hash).
+    pub fn states(&self) -> Vec<(u64, Vec<u8>)> {
+        let snapshots = self.snapshots.lock().unwrap();
+        snapshots.iter().map(|(i, s)| (*i, s.clone())).collect()
+    }
+
+    /// The state after block `index`, if it was received.
+    pub fn state_after(&self, index: u64) -> Option<Vec<u8>> {
+        self.snapshots.lock().unwrap().get(&index).cloned()
     }
 
     /// All transactions received, in order.
@@ -324,6 +349,17 @@ impl Drop for Network {
             task.abort();
         }
     }
+}
+
+/// Whether node `i`'s app holds every transaction of `wanted`.
+pub fn app_has_all(net: &Network, i: usize, wanted: &HashSet<String>) -> bool {
+    let got: HashSet<String> = net.apps[i].transactions().into_iter().collect();
+    wanted.iter().all(|t| got.contains(t))
+}
+
+/// A `/stats` counter of node `i` as a number (Babble's `/stats` gives strings).
+pub fn stat(net: &Network, i: usize, key: &str) -> Option<u64> {
+    net.stats(i)[key].as_str().and_then(|v| v.parse().ok())
 }
 
 /// Every app of `nodes` holds the same blocks as the longest one over their common length,

@@ -60,6 +60,7 @@ fn answer(request: &Request) -> Response {
         },
         Request::FetchEvents(ids) => Response::Events(ids.iter().map(|h| h.0.to_vec()).collect()),
         Request::Join(_) => Response::Join(crate::wire::JoinStatus::Pending),
+        Request::FastSync => Response::Error("no anchored block".into()),
     }
 }
 
