@@ -44,6 +44,11 @@ pub struct RunArgs {
     /// anchored block (block, frame and app snapshot, checked) instead of syncing the history
     #[arg(long, env = "HEARSAY_FAST_SYNC", num_args = 0..=1, default_missing_value = "true")]
     pub fast_sync: Option<bool>,
+    /// With --fast-sync, a node this many rounds or more behind its peers (estimated from
+    /// the events it lacks) fast-syncs instead of catching up by gossip; 0: only when peers
+    /// pruned what it lacks. Hearsay's own flag [default: 200]
+    #[arg(long, env = "HEARSAY_FAST_SYNC_ROUNDS")]
+    pub fast_sync_rounds: Option<u64>,
     /// Concurrent gossip RPCs per peer [default: 2]
     #[arg(long, env = "HEARSAY_MAX_POOL")]
     pub max_pool: Option<usize>,
@@ -109,6 +114,7 @@ struct FileConfig {
     join_timeout: Option<String>,
     no_leave: Option<bool>,
     fast_sync: Option<bool>,
+    fast_sync_rounds: Option<u64>,
     max_pool: Option<usize>,
     proxy_listen: Option<String>,
     client_connect: Option<String>,
@@ -166,6 +172,8 @@ pub struct Config {
     pub no_leave: bool,
     /// Join, or catch up after peers pruned what we lack, from the latest anchored block.
     pub fast_sync: bool,
+    /// With `fast_sync`: rounds behind from which a node fast-syncs (0: never for that).
+    pub fast_sync_rounds: u64,
     /// Concurrent gossip RPCs per peer.
     pub max_pool: usize,
     /// Proxy listen address.
@@ -270,6 +278,10 @@ impl RunArgs {
             )?,
             no_leave: self.no_leave.or(file.no_leave).unwrap_or(false),
             fast_sync: self.fast_sync.or(file.fast_sync).unwrap_or(false),
+            fast_sync_rounds: self
+                .fast_sync_rounds
+                .or(file.fast_sync_rounds)
+                .unwrap_or(200),
             max_pool,
             proxy_listen: parse_addr(
                 "proxy-listen",

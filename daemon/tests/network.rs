@@ -740,6 +740,54 @@ async fn leave_node_3_behind(net: &mut Network, wanted: &mut HashSet<String>) ->
     peak_in_memory
 }
 
+/// With `--fast-sync`, a node back from 150 rounds down (more than `--fast-sync-rounds 50`,
+/// estimated from the events its peers have and it lacks) resumes at an anchored block
+/// instead of catching up by gossip, and then orders what all four order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_far_behind_fast_syncs_when_allowed_to() {
+    let mut net = Network::create(4).await;
+    net.start_all();
+    let mut wanted = HashSet::new();
+    leave_node_3_behind(&mut net, &mut wanted).await;
+    let ordered_while_down = net.apps[0].summary().len();
+
+    net.start_with(3, &["--fast-sync", "--fast-sync-rounds", "50"]);
+    net.wait_for("node 3 to fast-sync", Duration::from_secs(60), |net| {
+        !net.apps[3].restores.lock().unwrap().is_empty()
+    })
+    .await;
+    let last: HashSet<String> = submit_everywhere(&net, "last", 40)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for(
+        "all four to order the last load",
+        Duration::from_secs(60),
+        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &last)),
+    )
+    .await;
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap();
+    assert!(
+        log.contains("far behind its peers"),
+        "{}",
+        net.log_tail(3, 30)
+    );
+    // It skipped blocks rather than receiving every one made while it was down.
+    let received = net.apps[3].summary();
+    assert!(
+        received.windows(2).any(|w| w[1].0 > w[0].0 + 1),
+        "node 3's app got every block ({} of {ordered_while_down}+): no fast-sync",
+        received.len()
+    );
+    for (index, state) in net.apps[3].states() {
+        assert_eq!(
+            net.apps[0].state_after(index),
+            Some(state),
+            "node 3's app state after block {index} differs from node 0's"
+        );
+    }
+}
+
 /// With `--prune-rounds`, history beyond the window leaves the database too, and a node that
 /// comes back needing it is told so (`/stats` `needs_fast_sync`, a warning naming fast-sync)
 /// instead of waiting forever; the others go on; restarted with `--fast-sync`, it catches up.

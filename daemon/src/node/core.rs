@@ -419,6 +419,9 @@ pub struct CoreOutputs {
     pub membership: tokio::sync::watch::Sender<History>,
     /// Rounds of history kept on disk (0: all); at least `memory_rounds`.
     pub prune_rounds: u64,
+    /// Where the events per consensus round lately are published (for gossip's estimate of
+    /// how far behind a peer we are).
+    pub events_per_round: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The core's state, owned by its task.
@@ -474,6 +477,10 @@ pub struct Core {
     /// Our latest event in the store when fast-sync resumed us without it: no event of ours
     /// is created until the hashgraph holds it again (never two events at one index).
     own_head_missing: Option<u64>,
+    /// Events per consensus round over the last checkpoint period, published for gossip.
+    events_per_round: Arc<std::sync::atomic::AtomicU64>,
+    /// Events inserted when the last checkpoint was taken.
+    checkpointed_events: u64,
 }
 
 impl Core {
@@ -498,6 +505,7 @@ impl Core {
             memory_rounds,
             prune_rounds,
             membership,
+            events_per_round,
         } = outputs;
         let acknowledged_at_start = if bootstrap {
             None
@@ -508,6 +516,14 @@ impl Core {
             })
         };
         let checkpointed_round = hg.last_consensus_round().unwrap_or(0);
+        let stats = hg.stats();
+        if let Some(round) = stats.last_round.filter(|r| *r > 0) {
+            events_per_round.store(
+                stats.events_inserted / round,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        let checkpointed_events = stats.events_inserted;
         Core {
             hg,
             key,
@@ -543,6 +559,8 @@ impl Core {
             membership,
             last_anchored: None,
             own_head_missing: None,
+            events_per_round,
+            checkpointed_events,
         }
     }
 
@@ -1069,6 +1087,12 @@ impl Core {
         if round < self.checkpointed_round + CHECKPOINT_EVERY_ROUNDS {
             return;
         }
+        let inserted = self.hg.stats().events_inserted;
+        self.events_per_round.store(
+            inserted.saturating_sub(self.checkpointed_events) / (round - self.checkpointed_round),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.checkpointed_events = inserted;
         self.checkpointed_round = round;
         self.hg
             .evict_before(round.saturating_sub(self.memory_rounds));
@@ -1261,6 +1285,7 @@ impl Core {
         self.acknowledged_at_start = Some(index);
         self.last_anchored = Some(index);
         self.checkpointed_round = self.hg.last_consensus_round().unwrap_or(0);
+        self.checkpointed_events = self.hg.stats().events_inserted;
         self.floors.clear();
         self.stashed.retain(|i, _| *i > index);
         self.stashed_count = self.stashed.values().map(Vec::len).sum();

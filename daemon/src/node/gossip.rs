@@ -53,6 +53,9 @@ pub struct GossipStats {
     pub fast_sync_wanted: std::sync::atomic::AtomicBool,
     /// Fast-syncs completed.
     pub fast_syncs: AtomicU64,
+    /// Events per consensus round lately, as the core measures it (0 until it has): turns
+    /// the events a peer has and we lack into rounds behind.
+    pub events_per_round: Arc<AtomicU64>,
 }
 
 /// Binds the QUIC transport. Any key that proves itself in the handshake may connect (a
@@ -272,13 +275,13 @@ async fn sync_with(
     peer: &Peer,
 ) -> anyhow::Result<bool> {
     let addr = peer_addr(peer)?;
-    let known = shared.core.known().await?;
+    let sent_known = shared.core.known().await?;
     let response = transport
         .request(
             peer.pub_key,
             addr,
             Request::Sync(SyncRequest {
-                known,
+                known: sent_known.clone(),
                 limit: shared.config.sync_limit,
             }),
         )
@@ -313,6 +316,18 @@ async fn sync_with(
         }
         other => bail!("unexpected answer to a sync: {other:?}"),
     };
+    if shared.config.fast_sync && shared.config.fast_sync_rounds > 0 {
+        let behind = rounds_behind(&sent_known, &known, &shared.gossip.events_per_round);
+        if behind >= shared.config.fast_sync_rounds
+            && !shared.gossip.fast_sync_wanted.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!(
+                peer = %peer.moniker,
+                rounds = behind,
+                "this node is far behind its peers: fast-syncing"
+            );
+        }
+    }
     receive(shared, transport, peer, events).await?;
     shared.core.create_event(Some(peer.pub_key)).await?;
     // A peer too far behind for what we keep gets nothing pushed (it hears why when it syncs).
@@ -335,6 +350,25 @@ async fn sync_with(
         }
     }
     Ok(more)
+}
+
+/// About how many rounds behind a peer we are: the events it holds that we lack (from the
+/// two known maps) over the events per round lately (0 while that is unknown).
+fn rounds_behind(
+    ours: &[(PublicKey, u64)],
+    theirs: &[(PublicKey, u64)],
+    per_round: &AtomicU64,
+) -> u64 {
+    let per_round = per_round.load(Ordering::Relaxed);
+    if per_round == 0 {
+        return 0;
+    }
+    let ours: HashMap<&PublicKey, u64> = ours.iter().map(|(k, n)| (k, *n)).collect();
+    let lacking: u64 = theirs
+        .iter()
+        .map(|(k, n)| n.saturating_sub(ours.get(k).copied().unwrap_or(0)))
+        .sum();
+    lacking / per_round
 }
 
 /// Verifies and inserts events from `peer`, fetching missing parents from it.
@@ -448,5 +482,24 @@ pub async fn serve_inbound(
             };
             request.respond(answer);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_behind_counts_the_events_a_peer_has_and_we_lack() {
+        let key = |s: &str| SecretKey::from_seed(s.as_bytes()).public_key();
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        let ours = [(a, 100), (b, 50)];
+        // 50 of a's, 0 of b's (we hold more), and all 150 of c's, whom we do not know.
+        let theirs = [(a, 150), (b, 40), (c, 150)];
+        let per_round = AtomicU64::new(0);
+        assert_eq!(rounds_behind(&ours, &theirs, &per_round), 0, "unknown rate");
+        per_round.store(4, Ordering::Relaxed);
+        assert_eq!(rounds_behind(&ours, &theirs, &per_round), 50);
+        assert_eq!(rounds_behind(&theirs, &ours, &per_round), 2);
     }
 }

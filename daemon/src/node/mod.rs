@@ -296,6 +296,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         Arc::clone(&store),
     )?);
     let wake = Arc::new(tokio::sync::Notify::new());
+    let gossip_stats = Arc::new(gossip::GossipStats::default());
     let core = Core::new(
         resumed.hg,
         key.clone(),
@@ -313,6 +314,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             memory_rounds: config.memory_rounds,
             prune_rounds: config.prune_rounds,
             membership: membership_tx,
+            events_per_round: Arc::clone(&gossip_stats.events_per_round),
         },
     );
     let (core_handle, core_task) = core.spawn();
@@ -326,7 +328,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         pool: Arc::clone(&pool),
         delivery: Arc::new(deliver::DeliveryStatus::new()),
         app: deliver::AppLink::new(app.clone(), &config),
-        gossip: Arc::new(gossip::GossipStats::default()),
+        gossip: gossip_stats,
         state: state_rx,
         wake: Arc::clone(&wake),
         keys: Arc::new(hashgraph::KeyCache::default()),
