@@ -129,14 +129,37 @@ impl RunningNode {
     /// to leave.
     pub async fn leave(&self) -> bool {
         let shared = &self.shared;
+        let timeout = shared.config.join_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A joiner the others accepted is a validator to them: it leaves once it has caught
+        // up (it cannot create events before), or the network would keep counting it.
+        let mut states = shared.state.clone();
+        if *states.borrow() == NodeState::CatchingUp {
+            tracing::info!("catching up: leaving once this node is a validator");
+            let caught_up = tokio::time::timeout_at(deadline, async {
+                while *states.borrow_and_update() == NodeState::CatchingUp {
+                    if states.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if caught_up.is_err() {
+                tracing::warn!(
+                    ?timeout,
+                    "still catching up after --join-timeout: shutting down without leaving; \
+                     the others still count this node as a validator"
+                );
+                return false;
+            }
+        }
         match shared.core.leave().await {
             Ok(true) => {}
             Ok(false) | Err(_) => return false,
         }
-        let timeout = shared.config.join_timeout;
         tracing::info!(?timeout, "leaving the validator set");
         let mut view = shared.membership.clone();
-        let left = tokio::time::timeout(timeout, async {
+        let left = tokio::time::timeout_at(deadline, async {
             loop {
                 if !view.latest().contains(&shared.me) {
                     break;
@@ -168,7 +191,9 @@ impl RunningNode {
             _ => {
                 tracing::warn!(
                     ?timeout,
-                    "could not leave the validator set within --join-timeout (no quorum, or                      the app refused); shutting down anyway: the others still count this                      node as a validator"
+                    "could not leave the validator set within --join-timeout (no quorum, or \
+                     the app refused); shutting down anyway: the others still count this \
+                     node as a validator"
                 );
                 false
             }
