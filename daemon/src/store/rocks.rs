@@ -95,15 +95,6 @@ impl RocksStore {
         // 10-bit-per-key Bloom filter answers most misses from memory.
         table.set_bloom_filter(10.0, false);
         options.set_block_based_table_factory(&table);
-        // Event bodies are written once and never changed, yet leveled compaction rewrote
-        // (and recompressed) each of them at every level: in a soak the compaction thread's
-        // share of a node's CPU grew from 11% to 31% in 7 minutes, and consensus slowed with
-        // it. Values from 512 bytes on (event bodies) go to blob files instead, written once
-        // at flush; compaction moves only keys and small values. Pruned events' blob files
-        // are dropped once every blob in them is deleted.
-        options.set_enable_blob_files(true);
-        options.set_min_blob_size(512);
-        options.set_blob_file_size(64 << 20);
         let db = DB::open(&options, path).map_err(|e| classify(&display, e))?;
         let store = RocksStore {
             db,
