@@ -94,6 +94,18 @@ async fn from_peer(
         Err(e) => return Err(Failure::Unavailable(e.to_string())),
     };
     let index = offer.block.body.index;
+    let ours = shared
+        .core
+        .status()
+        .await
+        .map_err(|e| Failure::Unavailable(e.to_string()))?
+        .blocks_committed;
+    if index < ours {
+        // Going back would only hand the app blocks it has again.
+        return Err(Failure::Unavailable(format!(
+            "its anchored block {index} is behind ours ({ours} committed)"
+        )));
+    }
     check_signatures(&offer.block, trusted).map_err(Failure::Refused)?;
     let ids: Vec<Hash> = offer.window.iter().map(|e| e.id).collect();
     let bodies = fetch_bodies(shared, transport, peer, ids).await?;
