@@ -16,7 +16,8 @@ use hearsay_net::wire::{FastSyncOffer, Response};
 use hearsay_net::{QuicTransport, TransportConfig};
 
 use common::{
-    app_has_all as has_all, assert_identical_blocks, stat, submit_via, BackgroundLoad, Network,
+    app_has_all as has_all, assert_identical_blocks, assert_same_states, stat, submit_via,
+    BackgroundLoad, Network,
 };
 
 /// Blocks the network orders before the joiner starts: `HEARSAY_TEST_FAST_SYNC_BLOCKS`, or
@@ -83,15 +84,8 @@ async fn a_node_joins_with_fast_sync_at_an_anchored_block_and_its_app_state_matc
             "block {index} differs"
         );
     }
-    let states = net.apps[4].states();
-    assert!(!states.is_empty());
-    for (index, state) in states {
-        assert_eq!(
-            net.apps[0].state_after(index),
-            Some(state),
-            "the joiner's app state after block {index} differs from node 0's"
-        );
-    }
+    assert!(!net.apps[4].states().is_empty());
+    assert_same_states(&net, 4, 0);
     // The history's transactions stayed ordered once everywhere.
     assert_identical_blocks(&net, &[0, 1, 2, 3]);
     let ordered: HashSet<String> = net.apps[0].transactions().into_iter().collect();
@@ -241,11 +235,5 @@ async fn forged_fast_sync_answers_are_refused_and_an_honest_one_is_used() {
         |net| (0..5).all(|i| has_all(net, i, &after)),
     )
     .await;
-    for (index, state) in net.apps[4].states() {
-        assert_eq!(
-            net.apps[0].state_after(index),
-            Some(state),
-            "the joiner's app state after block {index} differs from node 0's"
-        );
-    }
+    assert_same_states(&net, 4, 0);
 }

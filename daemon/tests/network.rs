@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{http_get, stat, Network, RawProxy};
+use common::{assert_same_states, http_get, stat, Network, RawProxy};
 
 const TOTAL_TXS: usize = 2000;
 
@@ -740,6 +740,20 @@ async fn leave_node_3_behind(net: &mut Network, wanted: &mut HashSet<String>) ->
     peak_in_memory
 }
 
+/// Submits a last load through all four nodes and waits until every app ordered it.
+async fn order_a_last_load_everywhere(net: &Network) {
+    let last: HashSet<String> = submit_everywhere(net, "last", 40)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for(
+        "all four to order the last load",
+        Duration::from_secs(60),
+        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &last)),
+    )
+    .await;
+}
+
 /// With `--fast-sync`, a node back from 150 rounds down (more than `--fast-sync-rounds 50`,
 /// estimated from the events its peers have and it lacks) resumes at an anchored block
 /// instead of catching up by gossip, and then orders what all four order.
@@ -756,16 +770,7 @@ async fn a_node_far_behind_fast_syncs_when_allowed_to() {
         !net.apps[3].restores.lock().unwrap().is_empty()
     })
     .await;
-    let last: HashSet<String> = submit_everywhere(&net, "last", 40)
-        .await
-        .into_iter()
-        .collect();
-    net.wait_for(
-        "all four to order the last load",
-        Duration::from_secs(60),
-        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &last)),
-    )
-    .await;
+    order_a_last_load_everywhere(&net).await;
     let log = std::fs::read_to_string(net.log_path(3)).unwrap();
     assert!(
         log.contains("far behind its peers"),
@@ -779,13 +784,7 @@ async fn a_node_far_behind_fast_syncs_when_allowed_to() {
         "node 3's app got every block ({} of {ordered_while_down}+): no fast-sync",
         received.len()
     );
-    for (index, state) in net.apps[3].states() {
-        assert_eq!(
-            net.apps[0].state_after(index),
-            Some(state),
-            "node 3's app state after block {index} differs from node 0's"
-        );
-    }
+    assert_same_states(&net, 3, 0);
 }
 
 /// With `--prune-rounds`, history beyond the window leaves the database too, and a node that
@@ -833,23 +832,8 @@ async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_fast_syncs() {
             && net.stats(3)["needs_fast_sync"] == "false"
     })
     .await;
-    let last: HashSet<String> = submit_everywhere(&net, "last", 40)
-        .await
-        .into_iter()
-        .collect();
-    net.wait_for(
-        "all four to order the last load",
-        Duration::from_secs(60),
-        |net| net.apps.iter().all(|a| has_all(&a.transactions(), &last)),
-    )
-    .await;
-    for (index, state) in net.apps[3].states() {
-        assert_eq!(
-            net.apps[0].state_after(index),
-            Some(state),
-            "node 3's app state after block {index} differs from node 0's"
-        );
-    }
+    order_a_last_load_everywhere(&net).await;
+    assert_same_states(&net, 3, 0);
     let log = std::fs::read_to_string(net.log_path(3)).unwrap();
     assert!(log.contains("fast-synced"), "{}", net.log_tail(3, 30));
 

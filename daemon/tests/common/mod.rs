@@ -357,6 +357,18 @@ pub fn app_has_all(net: &Network, i: usize, wanted: &HashSet<String>) -> bool {
     wanted.iter().all(|t| got.contains(t))
 }
 
+/// Node `i`'s app holds, after every block it received, the state node `reference`'s app
+/// holds after that block (apps resumed from a snapshot start late but never differ).
+pub fn assert_same_states(net: &Network, i: usize, reference: usize) {
+    for (index, state) in net.apps[i].states() {
+        assert_eq!(
+            net.apps[reference].state_after(index),
+            Some(state),
+            "app {i}'s state after block {index} differs from app {reference}'s"
+        );
+    }
+}
+
 /// A `/stats` counter of node `i` as a number (Babble's `/stats` gives strings).
 pub fn stat(net: &Network, i: usize, key: &str) -> Option<u64> {
     net.stats(i)[key].as_str().and_then(|v| v.parse().ok())
