@@ -754,9 +754,43 @@ async fn order_a_last_load_everywhere(net: &Network) {
     .await;
 }
 
+/// Writes into node `i`'s stopped store an event of its own that it signed and never sent,
+/// as a crash just after signing leaves one: built on the latest event of node 0 it holds,
+/// carrying the transaction `tx`.
+fn sign_an_unsent_event(net: &Network, i: usize, tx: &str) {
+    use hearsay::store::Store;
+    let datadir = &net.nodes[i].datadir;
+    let key = hearsay::datadir::read_key(datadir).unwrap();
+    let store = hearsay::store::rocks::RocksStore::open(&datadir.join("db")).unwrap();
+    let (head, head_id) = store.self_head().unwrap().expect("node has events");
+    let node0 = peer_key(&net.nodes[0].pubkey);
+    let (_, latest) = store
+        .creator_events(&node0, 0, usize::MAX)
+        .unwrap()
+        .pop()
+        .expect("node 0's events are stored");
+    let orphan = hashgraph::EventBody {
+        creator: key.public_key(),
+        index: head + 1,
+        self_parent: Some(head_id),
+        other_parent: Some(latest.id()),
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64,
+        transactions: vec![tx.as_bytes().to_vec()],
+        internal_transactions: vec![],
+        block_signatures: vec![],
+    }
+    .sign(&key);
+    store.put_self_event(&orphan, &[]).unwrap();
+}
+
 /// With `--fast-sync`, a node back from 150 rounds down (more than `--fast-sync-rounds 50`,
 /// estimated from the events its peers have and it lacks) resumes at an anchored block
-/// instead of catching up by gossip, and then orders what all four order.
+/// instead of catching up by gossip, and then orders what all four order. The event it
+/// signed last and never sent (written into its store while it is down) is too old for
+/// anyone to accept: it is abandoned, its transaction ordered once through a new event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_far_behind_fast_syncs_when_allowed_to() {
     let mut net = Network::create(4).await;
@@ -764,6 +798,7 @@ async fn a_node_far_behind_fast_syncs_when_allowed_to() {
     let mut wanted = HashSet::new();
     leave_node_3_behind(&mut net, &mut wanted).await;
     let ordered_while_down = net.apps[0].summary().len();
+    sign_an_unsent_event(&net, 3, "unsent");
 
     net.start_with(3, &["--fast-sync", "--fast-sync-rounds", "50"]);
     net.wait_for("node 3 to fast-sync", Duration::from_secs(60), |net| {
@@ -785,6 +820,26 @@ async fn a_node_far_behind_fast_syncs_when_allowed_to() {
         received.len()
     );
     assert_same_states(&net, 3, 0);
+    assert!(log.contains("abandoned"), "{}", net.log_tail(3, 30));
+    net.wait_for(
+        "every app to order the unsent event's transaction",
+        Duration::from_secs(60),
+        |net| {
+            net.apps
+                .iter()
+                .all(|a| a.transactions().iter().any(|t| t == "unsent"))
+        },
+    )
+    .await;
+    for (i, app) in net.apps.iter().enumerate() {
+        let copies = app.transactions().iter().filter(|t| *t == "unsent").count();
+        assert_eq!(
+            copies, 1,
+            "app {i} got the unsent event's transaction {copies} times"
+        );
+        // Node 3 went on at the unsent event's index without any node seeing it fork.
+        assert_eq!(stat(&net, i, "forkers"), Some(0), "{}", net.describe());
+    }
 }
 
 /// With `--prune-rounds`, history beyond the window leaves the database too, and a node that

@@ -35,6 +35,32 @@ const RECENT_BLOCK_BYTES: usize = 8 << 20;
 /// of the consensus state (a restart replays only the events accepted since).
 pub const CHECKPOINT_EVERY_ROUNDS: u64 = 16;
 
+/// How long our own events that a fast-sync window lacks wait for every other validator to
+/// show (by what it knows of us) that it lacks them too, before they are abandoned anyway.
+const UNPLACED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a request to create an event led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creation {
+    /// An event was created.
+    Created,
+    /// None was (no work, or not allowed now).
+    Nothing,
+    /// The peer holds our own events that the last fast-sync window lacked: fast-sync again.
+    FastSyncAgain,
+}
+
+/// Our own stored events, `first..=last`, that the fast-sync window lacked.
+struct Unplaced {
+    first: u64,
+    last: u64,
+    /// The validators that showed they lack them too.
+    lacking: Vec<PublicKey>,
+    since: std::time::Instant,
+    /// A peer showed it holds them: wait for the next fast-sync.
+    held_elsewhere: bool,
+}
+
 /// What a restart saves besides the hashgraph: the core's own counters.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct SavedCore {
@@ -205,8 +231,10 @@ pub enum Command {
     CreateEvent {
         /// The peer we just synced with.
         other: Option<PublicKey>,
+        /// How many of our events that peer holds, from its sync answer.
+        ours_held: Option<u64>,
         /// Answer.
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Creation>,
     },
     /// Whether there is work: transactions waiting or ordered-but-unsettled payloads.
     Busy(oneshot::Sender<bool>),
@@ -305,10 +333,19 @@ impl CoreHandle {
         self.ask(|reply| Command::Insert(events, reply)).await
     }
 
-    /// Creates our next event if there is work.
-    pub async fn create_event(&self, other: Option<PublicKey>) -> Result<bool, CoreGone> {
-        self.ask(|reply| Command::CreateEvent { other, reply })
-            .await
+    /// Creates our next event if there is work; `ours_held` is how many of our events the peer
+    /// `other` holds, from its sync answer.
+    pub async fn create_event(
+        &self,
+        other: Option<PublicKey>,
+        ours_held: Option<u64>,
+    ) -> Result<Creation, CoreGone> {
+        self.ask(|reply| Command::CreateEvent {
+            other,
+            ours_held,
+            reply,
+        })
+        .await
     }
 
     /// Whether there is work.
@@ -474,9 +511,8 @@ pub struct Core {
     membership: tokio::sync::watch::Sender<History>,
     /// The latest block signed by more than a third of its round's validators.
     last_anchored: Option<u64>,
-    /// Our latest event in the store when fast-sync resumed us without it: no event of ours
-    /// is created until the hashgraph holds it again (never two events at one index).
-    own_head_missing: Option<u64>,
+    /// Our own stored events that the fast-sync window lacked, waiting to be abandoned.
+    unplaced: Option<Unplaced>,
     /// Events per consensus round over the last checkpoint period, published for gossip.
     events_per_round: Arc<std::sync::atomic::AtomicU64>,
     /// Events inserted when the last checkpoint was taken.
@@ -524,7 +560,7 @@ impl Core {
             );
         }
         let checkpointed_events = stats.events_inserted;
-        Core {
+        let mut core = Core {
             hg,
             key,
             pool,
@@ -558,10 +594,13 @@ impl Core {
             joins: Joins::default(),
             membership,
             last_anchored: None,
-            own_head_missing: None,
+            unplaced: None,
             events_per_round,
             checkpointed_events,
-        }
+        };
+        // Our own events that a restart could not replay are invalid to every node.
+        core.resume_own_events(true);
+        core
     }
 
     /// Starts the task; it ends when every handle is dropped.
@@ -654,9 +693,17 @@ impl Core {
                 let summary = self.insert(events);
                 let _ = reply.send(summary);
             }
-            Command::CreateEvent { other, reply } => {
-                let created = self.create_event(other);
-                let _ = reply.send(created);
+            Command::CreateEvent {
+                other,
+                ours_held,
+                reply,
+            } => {
+                let creation = match self.check_unplaced(other, ours_held) {
+                    Some(creation) => creation,
+                    None if self.create_event(other) => Creation::Created,
+                    None => Creation::Nothing,
+                };
+                let _ = reply.send(creation);
             }
             Command::Busy(reply) => {
                 let _ = reply.send(self.busy());
@@ -800,16 +847,6 @@ impl Core {
             self.last_probe = Some(std::time::Instant::now());
         }
         let me = self.key.public_key();
-        if let Some(stored) = self.own_head_missing {
-            let held = self
-                .hg
-                .head(&me)
-                .and_then(|h| self.hg.event(&h).map(Event::index));
-            if held.is_none_or(|i| i < stored) {
-                return false;
-            }
-            self.own_head_missing = None;
-        }
         // A head far behind ours would make the event invalid: build on none instead.
         let other_parent = other
             .and_then(|o| self.hg.head(&o))
@@ -863,33 +900,7 @@ impl Core {
         }
         let me = self.key.public_key();
         for event in ready.stale.iter().filter(|e| *e.creator() == me) {
-            if event.body().transactions.is_empty() && event.body().internal_transactions.is_empty()
-            {
-                continue;
-            }
-            match self
-                .pool
-                .resubmit(&event.id(), event.body().transactions.clone())
-            {
-                Ok(true) => tracing::info!(
-                    event = ?event.id(),
-                    transactions = event.body().transactions.len(),
-                    "our event went stale: its transactions are submitted again"
-                ),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot submit a stale event's transactions again")
-                }
-            }
-            // A join we still carry, or our own leave, goes out again too.
-            for itx in &event.body().internal_transactions {
-                let subject = itx.body.peer.pub_key;
-                if (self.joins.carries(&subject) || subject == me)
-                    && !self.internal_queue.contains(itx)
-                {
-                    self.internal_queue.push(itx.clone());
-                }
-            }
+            self.give_back(event, "our event went stale");
         }
         for event in &ready.events {
             let creator = *event.creator();
@@ -1276,7 +1287,7 @@ impl Core {
             fatal_store_error(&e, "the state fast-sync resumed at");
         }
         self.hg = hg;
-        self.resume_own_events();
+        self.resume_own_events(false);
         self.recent.clear();
         self.recent_bytes = 0;
         self.recent_base = index;
@@ -1299,10 +1310,48 @@ impl Core {
         index
     }
 
-    /// After a reset: our stored events after the latest one the hashgraph holds go back in,
-    /// in order. One that cannot (its other parent is below the window) blocks our event
-    /// creation until gossip brings it back, since creating at its index would fork us.
-    fn resume_own_events(&mut self) {
+    /// Puts the transactions of our own event, which will never be ordered, back in the pool
+    /// (once per event, across restarts), and queues again a join we still carry or our own
+    /// leave that it held.
+    fn give_back(&mut self, event: &Event, why: &'static str) {
+        let body = event.body();
+        if body.transactions.is_empty() && body.internal_transactions.is_empty() {
+            return;
+        }
+        match self.pool.resubmit(&event.id(), body.transactions.clone()) {
+            Ok(true) => tracing::info!(
+                event = ?event.id(),
+                transactions = body.transactions.len(),
+                "{why}: its transactions are submitted again"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot submit a lost event's transactions again")
+            }
+        }
+        let me = self.key.public_key();
+        for itx in &body.internal_transactions {
+            let subject = itx.body.peer.pub_key;
+            if (self.joins.carries(&subject) || subject == me) && !self.internal_queue.contains(itx)
+            {
+                self.internal_queue.push(itx.clone());
+            }
+        }
+    }
+
+    /// After a reset (or a restart): our stored events after the latest one the hashgraph
+    /// holds go back in, in order. One that cannot (its parents lie below the fast-sync
+    /// window) was not held by the serving node, which keeps every creator's latest event
+    /// whatever its age; typically it was signed just before a crash and never sent. Creating
+    /// our next event at its index would fork us if some node holds it, so none is created
+    /// until every other validator has shown in a sync that it lacks it too (then it can never
+    /// be ordered and is abandoned: its transactions go back to the pool), or one shows that
+    /// it holds it (then we fast-sync again, from a window that has it). After
+    /// [`UNPLACED_GRACE`] without every answer, it is abandoned anyway: only a node that
+    /// received it and has been silent since could then see us fork. With `abandon_now` (a
+    /// restart's replay refused it: it is invalid to every node) it goes at once.
+    fn resume_own_events(&mut self, abandon_now: bool) {
+        self.unplaced = None;
         let me = self.key.public_key();
         let stored = match self.store.self_head() {
             Ok(Some((index, _))) => index,
@@ -1317,25 +1366,111 @@ impl Core {
         for i in first..=stored {
             let event = match self.store.self_event(i) {
                 Ok(Some(event)) => event,
-                Ok(None) => break,
+                Ok(None) => return,
                 Err(e) => fatal_store_error(&e, "our own events"),
             };
-            match self
-                .hg
-                .insert_verified(VerifiedEvent::assume_verified(event))
-            {
-                Ok(outcome) if outcome.missing_parents.is_empty() => {}
-                Ok(_) | Err(_) => {
-                    tracing::warn!(
-                        index = i,
-                        stored,
-                        "our own events after the anchor cannot be resumed yet: this node \
-                         creates no event until they are back"
+            let body = event.body();
+            let placeable = [body.self_parent, body.other_parent]
+                .into_iter()
+                .flatten()
+                .all(|parent| self.hg.event(&parent).is_some());
+            let inserted = placeable
+                && matches!(
+                    self.hg.insert_verified(VerifiedEvent::assume_verified(event.clone())),
+                    Ok(outcome) if outcome.missing_parents.is_empty()
+                );
+            if !inserted {
+                if abandon_now {
+                    self.abandon_own_events(i, stored);
+                } else {
+                    tracing::info!(
+                        first = i,
+                        last = stored,
+                        "our latest own events are not in the fast-sync window: creating none \
+                         until the other validators show whether they hold them"
                     );
-                    self.own_head_missing = Some(stored);
-                    return;
+                    self.unplaced = Some(Unplaced {
+                        first: i,
+                        last: stored,
+                        lacking: Vec::new(),
+                        since: std::time::Instant::now(),
+                        held_elsewhere: false,
+                    });
                 }
+                return;
             }
+        }
+    }
+
+    /// While our own events are unplaced, counts `peer`'s answer (it holds `ours_held` of our
+    /// events) and abandons them once every other validator lacks them or the grace is over.
+    /// `None` when event creation may go on.
+    fn check_unplaced(
+        &mut self,
+        peer: Option<PublicKey>,
+        ours_held: Option<u64>,
+    ) -> Option<Creation> {
+        let unplaced = self.unplaced.as_mut()?;
+        if unplaced.held_elsewhere {
+            // Until the next fast-sync resets us from a window that has them.
+            return Some(Creation::Nothing);
+        }
+        if let (Some(peer), Some(held)) = (peer, ours_held) {
+            if held > unplaced.first {
+                tracing::info!(
+                    first = unplaced.first,
+                    held,
+                    "a peer holds our own events the fast-sync window lacked: fast-syncing again"
+                );
+                unplaced.held_elsewhere = true;
+                return Some(Creation::FastSyncAgain);
+            }
+            if !unplaced.lacking.contains(&peer) {
+                unplaced.lacking.push(peer);
+            }
+        }
+        let me = self.key.public_key();
+        let history = self.hg.peer_set_history();
+        let silent: Vec<String> = membership::latest(&history)
+            .peers()
+            .iter()
+            .filter(|p| p.pub_key != me && !unplaced.lacking.contains(&p.pub_key))
+            .map(|p| p.moniker.clone())
+            .collect();
+        if !silent.is_empty() && unplaced.since.elapsed() < UNPLACED_GRACE {
+            return Some(Creation::Nothing);
+        }
+        if !silent.is_empty() {
+            tracing::warn!(
+                ?silent,
+                "validators did not show within the grace whether they hold our latest own \
+                 events; abandoning them anyway (one that holds them will see us fork)"
+            );
+        }
+        let (first, last) = (unplaced.first, unplaced.last);
+        self.unplaced = None;
+        self.abandon_own_events(first, last);
+        None
+    }
+
+    /// Abandons our stored events `first..=last`, which no node can accept (see
+    /// [`Self::resume_own_events`]): gives their transactions back, then forgets them.
+    fn abandon_own_events(&mut self, first: u64, last: u64) {
+        tracing::warn!(
+            first,
+            last,
+            "our latest own events are held by no node and can never be ordered: they are \
+             abandoned, their transactions submitted again"
+        );
+        for i in first..=last {
+            match self.store.self_event(i) {
+                Ok(Some(event)) => self.give_back(&event, "our event was abandoned"),
+                Ok(None) => {}
+                Err(e) => fatal_store_error(&e, "our own events"),
+            }
+        }
+        if let Err(e) = self.store.abandon_self_events(first) {
+            fatal_store_error(&e, "our own events");
         }
     }
 }

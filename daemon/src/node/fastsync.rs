@@ -100,8 +100,9 @@ async fn from_peer(
         .await
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .blocks_committed;
-    if index < ours {
-        // Going back would only hand the app blocks it has again.
+    if index + 1 < ours {
+        // Going back would only hand the app blocks it has again. The block we stand at is
+        // fine: a fast-sync again from a window that holds our own latest events.
         return Err(Failure::Unavailable(format!(
             "its anchored block {index} is behind ours ({ours} committed)"
         )));

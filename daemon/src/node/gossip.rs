@@ -20,6 +20,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokio::sync::watch;
 
+use super::core::Creation;
 use super::{NodeState, Shared};
 use crate::config::Config;
 
@@ -212,7 +213,7 @@ pub async fn gossip_loop(
         };
         let Some(peer) = choice else {
             // A single validator orders its own events alone.
-            if shared.core.create_event(None).await.is_err() {
+            if shared.core.create_event(None, None).await.is_err() {
                 return;
             }
             continue;
@@ -328,8 +329,26 @@ async fn sync_with(
             );
         }
     }
+    if shared.gossip.fast_sync_wanted.load(Ordering::Relaxed) {
+        // Events made now would be built on a DAG the fast-sync is about to replace.
+        return Ok(false);
+    }
     receive(shared, transport, peer, events).await?;
-    shared.core.create_event(Some(peer.pub_key)).await?;
+    let ours_held = known
+        .iter()
+        .find(|(creator, _)| *creator == shared.me)
+        .map_or(0, |(_, count)| *count);
+    let creation = shared
+        .core
+        .create_event(Some(peer.pub_key), Some(ours_held))
+        .await?;
+    if creation == Creation::FastSyncAgain {
+        shared
+            .gossip
+            .fast_sync_wanted
+            .store(true, Ordering::Relaxed);
+        return Ok(false);
+    }
     // A peer too far behind for what we keep gets nothing pushed (it hears why when it syncs).
     let theirs_missing = match shared
         .core

@@ -110,6 +110,17 @@ impl Store for MemoryStore {
             .cloned())
     }
 
+    fn abandon_self_events(&self, index: u64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let abandoned = inner.own.split_off(&index);
+        for (i, id) in abandoned {
+            if let Some(creator) = inner.events.get(&id).map(|e| *e.creator()) {
+                inner.by_creator.remove(&(creator, i));
+            }
+        }
+        Ok(())
+    }
+
     fn events_from(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let inner = self.lock();
         Ok(inner

@@ -93,6 +93,11 @@ pub trait Store: Send + Sync {
     fn self_head(&self) -> Result<Option<(u64, Hash)>, StoreError>;
     /// Our own event at `index`.
     fn self_event(&self, index: u64) -> Result<Option<Event>, StoreError>;
+    /// Forgets, durably, that our own events from `index` on are ours: they leave our event
+    /// sequence and the by-creator index (bodies stay, reachable by id), so that the events we
+    /// create at those indices next take their place. Only for events no node can ever accept
+    /// (see `Core::resume_own_events`).
+    fn abandon_self_events(&self, index: u64) -> Result<(), StoreError>;
     /// Events in acceptance order from position `from`, at most `limit`.
     fn events_from(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// Number of events stored.
@@ -290,6 +295,27 @@ pub(crate) mod suite {
         assert_eq!(store.self_event(0).unwrap(), None);
         assert_eq!(store.self_event(1).unwrap(), Some(m1.clone()));
         assert_eq!(store.self_head().unwrap(), Some((1, m1.id())));
+
+        // Abandoned own events leave our sequence and the by-creator index; the next event
+        // at that index takes their place; the abandoned body stays reachable by id.
+        store.abandon_self_events(1).unwrap();
+        assert_eq!(store.self_head().unwrap(), None);
+        assert_eq!(store.self_event(1).unwrap(), None);
+        assert!(store
+            .creator_events(&me.public_key(), 0, 10)
+            .unwrap()
+            .is_empty());
+        let m1_again = event(&me, 1, Some(m0.id()), "m1 again");
+        store.put_self_event(&m1_again, &[]).unwrap();
+        assert_eq!(store.self_head().unwrap(), Some((1, m1_again.id())));
+        let mine: Vec<Hash> = store
+            .creator_events(&me.public_key(), 0, 10)
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.id())
+            .collect();
+        assert_eq!(mine, [m1_again.id()]);
+        assert_eq!(store.event(&m1.id()).unwrap(), Some(m1.clone()));
 
         // Checkpoints: the last one wins.
         assert_eq!(store.checkpoint().unwrap(), None);

@@ -322,6 +322,17 @@ impl Store for RocksStore {
         }
     }
 
+    fn abandon_self_events(&self, index: u64) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (k, id) in self.scan(b's', &index.to_be_bytes(), usize::MAX)? {
+            batch.delete(key(b's', &k));
+            if let Some(event) = self.event_by_id_bytes(&id)? {
+                batch.delete(creator_key(event.creator(), event.index()));
+            }
+        }
+        self.write(batch, true)
+    }
+
     fn events_from(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::new();
         for (_, id) in self.scan(b'o', &from.to_be_bytes(), limit)? {
@@ -520,8 +531,9 @@ mod tests {
             crate::store::suite::run(&store);
         }
         let store = RocksStore::open(&path).unwrap();
-        // The suite stores four events and a fork branch.
-        assert_eq!(store.event_count().unwrap(), 5);
+        // The suite stores four events, a fork branch and an own event that replaced an
+        // abandoned one (which keeps its place in acceptance order).
+        assert_eq!(store.event_count().unwrap(), 6);
         assert!(store.checkpoint().unwrap().is_some());
         assert_eq!(store.self_head().unwrap().map(|(i, _)| i), Some(1));
         assert_eq!(store.last_block_index().unwrap(), Some(0));
@@ -541,9 +553,9 @@ mod tests {
         }
         .sign(&key);
         store.put_events(std::slice::from_ref(&e)).unwrap();
-        assert_eq!(store.events_from(5, 10).unwrap(), vec![e.clone()]);
+        assert_eq!(store.events_from(6, 10).unwrap(), vec![e.clone()]);
         let by_creator = store.creator_events(&key.public_key(), 0, 10).unwrap();
-        assert_eq!(by_creator, vec![(5, e)]);
+        assert_eq!(by_creator, vec![(6, e)]);
     }
 
     #[test]
