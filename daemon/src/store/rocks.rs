@@ -1,6 +1,11 @@
-//! The RocksDB store. One key space with one-byte prefixes:
-//! `m` metadata (format version, event count, app mark), `e`+id → event, `o`+position → id
-//! (acceptance order), `s`+index → id (our own events), `b`+index → block, `f`+index → frame,
+//! The RocksDB store, in two column families. `bodies` holds what is written once and never
+//! changed, the bulk of the bytes: `e`+id → event, `B`+index → block body, `f`+index → frame.
+//! Its values from 512 bytes go to blob files, written once at flush, so that leveled
+//! compaction moves keys instead of rewriting every body at every level. The default family
+//! holds the rest, small or rewritten values with one-byte key prefixes:
+//! `m` metadata (format version, event count, app mark), `o`+position → id
+//! (acceptance order), `s`+index → id (our own events), `b`+index → a block's seal (state
+//! hash, receipts, signatures: rewritten on the app's answer and on each signature),
 //! `p`+round → validator set, `t`+sequence → transaction accepted and not yet in an event,
 //! `q`+creator → index below which its events were pruned, `r`+event id → marker that a
 //! stale event of ours had its transactions put back,
@@ -8,16 +13,26 @@
 //! metadata key `mcheckpoint` → events covered + the last checkpoint of the consensus state.
 //! Integers in keys are big-endian so that keys sort numerically.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use hashgraph::{Block, Event, Frame, Hash, PeerSet};
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use hashgraph::{
+    Block, BlockBody, Event, Frame, Hash, InternalTransactionReceipt, PeerSet, PublicKey, Signature,
+};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
 
 use super::{decode, decode_event, encode, Store, StoreError};
 
 /// The on-disk format this version writes and reads.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
+
+/// The column family of values written once (see the module docs).
+const BODIES: &str = "bodies";
 
 const META_FORMAT: &[u8] = b"mformat";
 const META_COUNT: &[u8] = b"mcount";
@@ -58,12 +73,23 @@ fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {
 /// A key without its prefix, and its value.
 type Entry = (Vec<u8>, Vec<u8>);
 
+/// The parts of a block that change after it is made, stored apart from its body.
+#[derive(Serialize, Deserialize)]
+struct Seal {
+    state_hash: Vec<u8>,
+    receipts: Vec<InternalTransactionReceipt>,
+    signatures: BTreeMap<PublicKey, Signature>,
+}
+
 /// [`Store`] on RocksDB.
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
     /// Number of events stored; serialises event writes so that positions are dense.
     count: Mutex<u64>,
+    /// The block bodies stored are those below this index: a block written again (a new
+    /// signature, the app's answer) leaves its body alone.
+    bodies_below: Mutex<u64>,
 }
 
 impl RocksStore {
@@ -77,13 +103,12 @@ impl RocksStore {
         // and aborts the process before the error reaches us. With only fatal messages logged
         // the error comes back as a status and the node reports it.
         options.set_log_level(rocksdb::LogLevel::Fatal);
+        options.create_missing_column_families(true);
         // A fixed memory budget, so that the node's resident memory does not grow with the
-        // database: at most two 8 MiB memtables (RocksDB's default is two of 64 MiB, which a
-        // node under load fills over minutes; each fills and is freed in turn, so its size is
-        // also the swing of the resident memory), and index and filter blocks kept in a
-        // bounded block cache instead of one table reader per file held for good.
-        options.set_write_buffer_size(8 << 20);
-        options.set_max_write_buffer_number(2);
+        // database: small memtables per column family (RocksDB's default is two of 64 MiB,
+        // which a node under load fills over minutes; each fills and is freed in turn, so
+        // its size is also the swing of the resident memory), and index and filter blocks
+        // kept in one bounded block cache instead of one table reader per file held for good.
         let mut table = rocksdb::BlockBasedOptions::default();
         let cache = rocksdb::Cache::new_lru_cache(16 << 20).map_err(|e| classify(&display, e))?;
         table.set_block_cache(&cache);
@@ -95,11 +120,37 @@ impl RocksStore {
         // 10-bit-per-key Bloom filter answers most misses from memory.
         table.set_bloom_filter(10.0, false);
         options.set_block_based_table_factory(&table);
-        let db = DB::open(&options, path).map_err(|e| classify(&display, e))?;
+        // Small values: two 4 MiB memtables.
+        options.set_write_buffer_size(4 << 20);
+        options.set_max_write_buffer_number(2);
+        let mut bodies = options.clone();
+        // Most bytes: two 8 MiB memtables. Leveled compaction rewrote every event and block
+        // body at every level: in a soak the compaction thread's share of a node's CPU grew
+        // from 11% to 31% in 7 minutes, and consensus slowed with it. Here values from 512
+        // bytes go to blob files, written once; pruned bodies' blob files are reclaimed by
+        // blob garbage collection. (Blob files for rewritten values were tried and left
+        // every old version on disk.)
+        bodies.set_write_buffer_size(8 << 20);
+        bodies.set_enable_blob_files(true);
+        bodies.set_min_blob_size(512);
+        bodies.set_blob_file_size(64 << 20);
+        bodies.set_enable_blob_gc(true);
+        if let Ok(families) = DB::list_cf(&options, path) {
+            if !families.iter().any(|f| f == BODIES) {
+                return Err(older_format(path, &display));
+            }
+        }
+        let db = DB::open_cf_descriptors(
+            &options,
+            path,
+            [ColumnFamilyDescriptor::new(BODIES, bodies)],
+        )
+        .map_err(|e| classify(&display, e))?;
         let store = RocksStore {
             db,
             path: path.to_path_buf(),
             count: Mutex::new(0),
+            bodies_below: Mutex::new(0),
         };
         match store.get(META_FORMAT)? {
             None => {
@@ -132,7 +183,23 @@ impl RocksStore {
             None => 0,
         };
         *store.count.lock().unwrap_or_else(|p| p.into_inner()) = count;
+        let bodies_below = store
+            .last_in(store.bodies(), b'B')?
+            .map(|(k, _)| u64_of(&k))
+            .transpose()?
+            .map_or(0, |last| last + 1);
+        *store.bodies_below.lock().unwrap_or_else(|p| p.into_inner()) = bodies_below;
         Ok(store)
+    }
+
+    fn bodies(&self) -> &ColumnFamily {
+        self.db
+            .cf_handle(BODIES)
+            .expect("opened with the bodies column family")
+    }
+
+    fn get_body(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.bodies(), key).map_err(|e| self.err(e))
     }
 
     fn err(&self, e: rocksdb::Error) -> StoreError {
@@ -172,10 +239,10 @@ impl RocksStore {
             if own {
                 batch.put(num_key(b's', event.index()), id.0);
             }
-            if !seen.insert(id) || self.get(&event_key)?.is_some() {
+            if !seen.insert(id) || self.get_body(&event_key)?.is_some() {
                 continue;
             }
-            batch.put(&event_key, event.to_bytes());
+            batch.put_cf(self.bodies(), &event_key, event.to_bytes());
             batch.put(num_key(b'o', next), id.0);
             let by_creator = creator_key(event.creator(), event.index());
             // The first event held at an index keeps it; a fork branch is reachable by id.
@@ -209,10 +276,18 @@ impl RocksStore {
     }
 
     fn last(&self, prefix: u8) -> Result<Option<Entry>, StoreError> {
+        self.last_in(
+            self.db.cf_handle("default").expect("default family"),
+            prefix,
+        )
+    }
+
+    /// The last entry with `prefix` in column family `cf`.
+    fn last_in(&self, cf: &ColumnFamily, prefix: u8) -> Result<Option<Entry>, StoreError> {
         let end = [prefix + 1];
         let mut iter = self
             .db
-            .iterator(IteratorMode::From(&end, Direction::Reverse));
+            .iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse));
         match iter.next() {
             Some(item) => {
                 let (k, v) = item.map_err(|e| self.err(e))?;
@@ -223,10 +298,25 @@ impl RocksStore {
     }
 
     fn event_by_id_bytes(&self, id: &[u8]) -> Result<Option<Event>, StoreError> {
-        match self.get(&key(b'e', id))? {
+        match self.get_body(&key(b'e', id))? {
             Some(bytes) => decode_event(&bytes).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// The error for a database of a format before column families (2 or older), read without
+/// changing it.
+fn older_format(path: &Path, display: &str) -> StoreError {
+    let found = DB::open_for_read_only(&Options::default(), path, false)
+        .ok()
+        .and_then(|db| db.get(META_FORMAT).ok().flatten())
+        .and_then(|bytes| bytes.as_slice().try_into().ok().map(u32::from_be_bytes))
+        .unwrap_or(0);
+    StoreError::Incompatible {
+        path: display.to_string(),
+        found,
+        expected: FORMAT,
     }
 }
 
@@ -413,7 +503,7 @@ impl Store for RocksStore {
                 }
                 let order_key = num_key(b'o', u64_of(&v)?);
                 if let Some(id) = self.get(&order_key)? {
-                    batch.delete(key(b'e', &id));
+                    batch.delete_cf(self.bodies(), key(b'e', &id));
                     // Our own index goes with our own events.
                     let index = u64_of(&k[k.len() - 8..])?;
                     let own_key = num_key(b's', index);
@@ -432,17 +522,32 @@ impl Store for RocksStore {
     }
 
     fn memory_usage(&self) -> Vec<(&'static str, u64)> {
-        [
-            ("memtables", "rocksdb.cur-size-all-mem-tables"),
-            ("block_cache", "rocksdb.block-cache-usage"),
-            ("table_readers", "rocksdb.estimate-table-readers-mem"),
-        ]
-        .into_iter()
-        .filter_map(|(part, property)| {
-            let value = self.db.property_int_value(property).ok().flatten()?;
-            Some((part, value))
-        })
-        .collect()
+        let default = self.db.cf_handle("default").expect("default family");
+        let families = [default, self.bodies()];
+        // The block cache is shared: counted once.
+        let per_family = [
+            (
+                "memtables",
+                "rocksdb.cur-size-all-mem-tables",
+                families.len(),
+            ),
+            ("block_cache", "rocksdb.block-cache-usage", 1),
+            (
+                "table_readers",
+                "rocksdb.estimate-table-readers-mem",
+                families.len(),
+            ),
+        ];
+        per_family
+            .into_iter()
+            .filter_map(|(part, property, count)| {
+                let values: Vec<u64> = families[..count]
+                    .iter()
+                    .filter_map(|cf| self.db.property_int_value_cf(*cf, property).ok().flatten())
+                    .collect();
+                (!values.is_empty()).then(|| (part, values.iter().sum()))
+            })
+            .collect()
     }
 
     fn pruned_below(&self, creator: &hashgraph::PublicKey) -> Result<u64, StoreError> {
@@ -471,15 +576,44 @@ impl Store for RocksStore {
     }
 
     fn put_block(&self, block: &Block) -> Result<(), StoreError> {
+        let index = block.body.index;
+        let mut bodies_below = self.bodies_below.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = WriteBatch::default();
-        batch.put(num_key(b'b', block.body.index), encode(block));
-        self.write(batch, false)
+        let new_body = index >= *bodies_below;
+        if new_body {
+            batch.put_cf(self.bodies(), num_key(b'B', index), encode(&block.body));
+        }
+        let seal = Seal {
+            state_hash: block.state_hash.clone(),
+            receipts: block.receipts.clone(),
+            signatures: block.signatures.clone(),
+        };
+        batch.put(num_key(b'b', index), encode(&seal));
+        self.write(batch, false)?;
+        if new_body {
+            *bodies_below = index + 1;
+        }
+        Ok(())
     }
 
     fn block(&self, index: u64) -> Result<Option<Block>, StoreError> {
-        self.get(&num_key(b'b', index))?
-            .map(|b| decode("block", &b))
-            .transpose()
+        let Some(seal) = self.get(&num_key(b'b', index))? else {
+            return Ok(None);
+        };
+        let seal: Seal = decode("block seal", &seal)?;
+        let Some(body) = self.get_body(&num_key(b'B', index))? else {
+            return Err(StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                detail: format!("block {index} has no body"),
+            });
+        };
+        let body: BlockBody = decode("block body", &body)?;
+        Ok(Some(Block {
+            body,
+            state_hash: seal.state_hash,
+            receipts: seal.receipts,
+            signatures: seal.signatures,
+        }))
     }
 
     fn last_block_index(&self) -> Result<Option<u64>, StoreError> {
@@ -488,12 +622,12 @@ impl Store for RocksStore {
 
     fn put_frame(&self, block_index: u64, frame: &Frame) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        batch.put(num_key(b'f', block_index), encode(frame));
+        batch.put_cf(self.bodies(), num_key(b'f', block_index), encode(frame));
         self.write(batch, false)
     }
 
     fn frame(&self, block_index: u64) -> Result<Option<Frame>, StoreError> {
-        self.get(&num_key(b'f', block_index))?
+        self.get_body(&num_key(b'f', block_index))?
             .map(|b| decode("frame", &b))
             .transpose()
     }
@@ -671,6 +805,22 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains(&dir.path().display().to_string()));
+
+        // A database of format 2 (one column family) is refused with its format, unchanged.
+        let older = tempfile::tempdir().unwrap();
+        {
+            let mut options = Options::default();
+            options.create_if_missing(true);
+            let db = DB::open(&options, older.path()).unwrap();
+            db.put(META_FORMAT, 2u32.to_be_bytes()).unwrap();
+        }
+        let err = RocksStore::open(older.path()).err().expect("refused");
+        assert!(
+            matches!(err, StoreError::Incompatible { found: 2, .. }),
+            "{err}"
+        );
+        let families = DB::list_cf(&Options::default(), older.path()).unwrap();
+        assert_eq!(families, ["default"]);
 
         // A database whose CURRENT file points nowhere cannot be opened, and says so.
         let broken = tempfile::tempdir().unwrap();
