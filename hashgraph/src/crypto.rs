@@ -177,16 +177,23 @@ impl fmt::Debug for Signature {
     }
 }
 
-/// A validator's signing key.
+/// A validator's signing key, with its public key (derived once: the derivation is a point
+/// multiplication, and a node asks for its own public key on every event it creates).
 #[derive(Clone)]
-pub struct SecretKey(secp256k1::SecretKey);
+pub struct SecretKey {
+    secret: secp256k1::SecretKey,
+    public: PublicKey,
+}
 
 impl SecretKey {
     /// Builds a key from its 32-byte scalar, which must be in (0, n).
     pub fn from_bytes(bytes: &[u8]) -> Result<SecretKey, KeyError> {
-        secp256k1::SecretKey::from_slice(bytes)
-            .map(SecretKey)
-            .map_err(|e| KeyError::Secp(e.to_string()))
+        let secret =
+            secp256k1::SecretKey::from_slice(bytes).map_err(|e| KeyError::Secp(e.to_string()))?;
+        Ok(SecretKey {
+            secret,
+            public: PublicKey(secret.public_key(SECP256K1)),
+        })
     }
 
     /// Parses Babble's `priv_key` file contents: 64 hex characters, surrounding white space ignored.
@@ -208,17 +215,17 @@ impl SecretKey {
 
     /// The 32-byte scalar, as Babble's `priv_key` stores it in hex.
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.0.secret_bytes()
+        self.secret.secret_bytes()
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.public_key(SECP256K1))
+        self.public
     }
 
     /// Signs a 32-byte digest.
     pub fn sign(&self, digest: &Hash) -> Signature {
-        let sig = SECP256K1.sign_ecdsa(&Message::from_digest(digest.0), &self.0);
+        let sig = SECP256K1.sign_ecdsa(&Message::from_digest(digest.0), &self.secret);
         Signature(sig.serialize_compact())
     }
 }

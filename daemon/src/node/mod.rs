@@ -268,7 +268,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     // The store first: a second process on this datadir stops here, before touching ports.
     let db_path = config.db.clone();
     let store: Arc<dyn crate::store::Store> = Arc::new(
-        crate::store::rocks::RocksStore::open(&db_path)
+        crate::store::rocks::RocksStore::open_with(&db_path, config.prune_rounds > 0)
             .with_context(|| format!("cannot open the database in {}", db_path.display()))?,
     );
 
