@@ -3,6 +3,7 @@
 //! [`node::start`] and [`node::App::InProcess`] (Babble's InmemProxy): blocks go straight to
 //! their [`hearsay_proxy::AppHandler`] and they submit with [`node::RunningNode::submit_tx`].
 
+pub mod bench;
 pub mod config;
 pub mod dag;
 pub mod datadir;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use hearsay::{config, dag, datadir, node, sim, testnet};
+use hearsay::{bench, config, dag, datadir, node, sim, testnet};
 
 /// Hearsay: a hashgraph consensus daemon.
 #[derive(Parser)]
@@ -26,53 +26,28 @@ enum Command {
     Dag(dag::DagArgs),
     /// Run the deterministic, seeded network simulator with Byzantine validators.
     Sim(sim::SimArgs),
+    /// Measure a network under an open-loop load: throughput, latency, CPU and memory.
+    Bench(bench::BenchArgs),
     /// Print the version and git commit.
     Version,
 }
 
-/// glibc's allocator settings for a long-running node (README, "Soak"): two arenas instead of
-/// up to eight per core. Each arena keeps the memory freed in it for reuse by its threads, so
-/// with many arenas the resident size ratchets up with every burst (a soak measured 28 of
-/// 65 MiB of heap free but held, in nine arenas; with two, 8 of 51 MiB).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=2";
-
-/// Starts this command again in place (same process id, same arguments and descriptors) with
-/// [`MALLOC_TUNABLES`] in `GLIBC_TUNABLES`, unless the environment sets that variable already
-/// (the operator's choice wins, and the second start does not loop). glibc reads its tunables
-/// only when a process starts, and this way needs no unsafe code.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn restart_with_malloc_tunables() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("GLIBC_TUNABLES").is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let error = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
-        .exec();
-    eprintln!(
-        "warning: cannot restart with the allocator settings ({error}); going on without them"
-    );
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn restart_with_malloc_tunables() {}
+/// jemalloc for the whole process, RocksDB's C++ included (its `malloc` replaces glibc's): a
+/// node allocates and frees tens of MB per second in sizes that drift with the load, and
+/// glibc's arenas kept a growing share of it (README, "Soak").
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Run(_)) {
-        restart_with_malloc_tunables();
-    }
     let result = match cli.command {
         Command::Run(args) => run_node(*args),
         Command::Keygen(args) => datadir::keygen(args).map(|()| ExitCode::SUCCESS),
         Command::Testnet(args) => testnet::run(args).map(|()| ExitCode::SUCCESS),
         Command::Dag(args) => dag::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Version => {
             println!(
                 "hearsay {} ({})",

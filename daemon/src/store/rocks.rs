@@ -33,6 +33,8 @@ pub const FORMAT: u32 = 3;
 
 /// The column family of values written once (see the module docs).
 const BODIES: &str = "bodies";
+/// Most files the database keeps open (file descriptors, and a table reader each).
+const MAX_OPEN_FILES: i32 = 512;
 
 const META_FORMAT: &[u8] = b"mformat";
 const META_COUNT: &[u8] = b"mcount";
@@ -116,7 +118,9 @@ impl RocksStore {
         // its size is also the swing of the resident memory), and index and filter blocks
         // kept in one bounded block cache instead of one table reader per file held for good.
         let mut table = rocksdb::BlockBasedOptions::default();
-        let cache = rocksdb::Cache::new_lru_cache(16 << 20).map_err(|e| classify(&display, e))?;
+        // 8 MiB: filled within the first minutes of a soak, where 16 MiB took ten, and the
+        // index and filter blocks of a node's tables take a fraction of it.
+        let cache = rocksdb::Cache::new_lru_cache(8 << 20).map_err(|e| classify(&display, e))?;
         table.set_block_cache(&cache);
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
@@ -126,11 +130,16 @@ impl RocksStore {
         // 10-bit-per-key Bloom filter answers most misses from memory.
         table.set_bloom_filter(10.0, false);
         options.set_block_based_table_factory(&table);
-        // Small values: two 4 MiB memtables.
-        options.set_write_buffer_size(4 << 20);
+        // Small values: two 2 MiB memtables. A memtable is freed whole once flushed, so its
+        // size is a swing of the resident memory: a soak with 4 and 8 MiB memtables saw the
+        // database's memory swing by 11 MiB of a node's 78.
+        options.set_write_buffer_size(2 << 20);
         options.set_max_write_buffer_number(2);
+        // Open files (tables and blob files, one blob file per flush) are kept in a bounded
+        // cache: with the whole history kept their number grows without end.
+        options.set_max_open_files(MAX_OPEN_FILES);
         let mut bodies = options.clone();
-        // Most bytes: two 8 MiB memtables. Leveled compaction rewrote every event and block
+        // Most bytes: two 4 MiB memtables. Leveled compaction rewrote every event and block
         // body at every level: in a soak the compaction thread's share of a node's CPU grew
         // from 11% to 31% in 7 minutes, and consensus slowed with it. Here values from 512
         // bytes go to blob files, written once. (Blob files for rewritten values were tried
@@ -139,7 +148,7 @@ impl RocksStore {
         // whole history kept nothing there is garbage, and the copying grew with the
         // database (the compaction thread's share of a node's CPU went from 5% to 28% in 13
         // minutes of a soak). It runs only when pruning makes the oldest files garbage.
-        bodies.set_write_buffer_size(8 << 20);
+        bodies.set_write_buffer_size(4 << 20);
         bodies.set_enable_blob_files(true);
         bodies.set_min_blob_size(512);
         bodies.set_blob_file_size(64 << 20);

@@ -222,8 +222,6 @@ impl Network {
             .open(self.log_path(i))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hearsay"))
-            // The node sets its own allocator settings (see main.rs) unless this is set.
-            .env_remove("GLIBC_TUNABLES")
             .args(["run", "--datadir"])
             .arg(&self.nodes[i].datadir)
             .args(["--log", &self.log_level])
