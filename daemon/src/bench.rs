@@ -69,7 +69,8 @@ pub struct BenchArgs {
     /// Proxy connections per node that share its load
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
-    /// Log level of the local nodes (their logs are in the network's folder)
+    /// Log level of the local nodes (their logs are in the network's folder). Their other
+    /// settings come from the environment as for `hearsay run`, e.g. HEARSAY_HEARTBEAT=5ms
     #[arg(long, default_value = "warn")]
     pub node_log: String,
 }
