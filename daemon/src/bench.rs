@@ -98,9 +98,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         network.stop().await;
         let points = outcome?;
         write_outputs(&args, &points)?;
-        let lost: u64 = points.iter().map(|p| p.lost + p.duplicates).sum();
-        if lost > 0 {
-            eprintln!("error: {lost} accepted transactions were lost or delivered twice");
+        let lost: u64 = points.iter().map(|p| p.lost).sum();
+        let twice: u64 = points.iter().map(|p| p.duplicates).sum();
+        if lost + twice > 0 {
+            eprintln!(
+                "error: {lost} accepted transactions were not delivered within --drain {} s \
+                 (lost, or the network fell that far behind), {twice} were delivered twice",
+                args.drain
+            );
             return Ok(ExitCode::from(2));
         }
         Ok(ExitCode::SUCCESS)
