@@ -316,9 +316,8 @@ pub async fn submit(
             tokio::time::sleep(Duration::from_nanos(wait.max(200_000))).await;
         }
     }
-    let mut answers = reading.await.context("the answer reader failed")?;
-    answers.unanswered += schedule.count - sent;
-    Ok(answers)
+    // The reader counts every transaction without an answer, the unsent ones included.
+    reading.await.context("the answer reader failed")
 }
 
 async fn read_answers(
@@ -395,6 +394,51 @@ mod tests {
         let mut other = tx.clone();
         other[0] = b'X';
         assert_eq!(TxHead::decode(&other), None);
+    }
+
+    #[tokio::test]
+    async fn every_transaction_is_counted_once_when_the_proxy_hangs_up() {
+        // A proxy that accepts three transactions, refuses the fourth and hangs up.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (reader, mut writer) = stream.into_split();
+            let mut reader = MessageReader::new(reader);
+            let accept = "true,\"error\":null";
+            let refuse = "null,\"error\":\"transaction pool full\"";
+            for answer in [accept, accept, accept, refuse] {
+                let request = reader.read_object().await.unwrap().unwrap();
+                let id = request["id"].clone();
+                let line = format!("{{\"id\":{id},\"result\":{answer}}}\n");
+                writer.write_all(line.as_bytes()).await.unwrap();
+            }
+        });
+        let clock = Clock::start();
+        let schedule = Schedule {
+            nonce: 1,
+            point: 0,
+            node: 0,
+            first: 0,
+            stride: 1,
+            count: 10,
+            // Slow enough that the proxy hangs up before the last ones are sent.
+            rate: 500.0,
+            start: clock.now(),
+            tx_size: 64,
+        };
+        let live = Arc::new(LiveCounts::default());
+        let deadline = clock.now() + 30_000_000_000;
+        let answers = submit(addr, schedule, clock, deadline, Arc::clone(&live))
+            .await
+            .unwrap();
+        proxy.await.unwrap();
+        assert_eq!(answers.accepted, vec![0, 1, 2]);
+        assert_eq!(answers.refused, 1);
+        assert_eq!(answers.unanswered, 6, "{answers:?}");
+        assert!(answers.first_refusal.unwrap().contains("pool full"));
+        assert_eq!(live.accepted.load(Ordering::Relaxed), 3);
+        assert_eq!(live.refused.load(Ordering::Relaxed), 1);
     }
 
     fn block_of(transactions: Vec<Vec<u8>>) -> Block {
