@@ -443,8 +443,12 @@ async fn run_point(
     // The drain: wait for the accepted ones to arrive.
     let accepted_total: u64 = accepted.iter().map(|a| a.len() as u64).sum();
     let drain_end = Instant::now() + Duration::from_secs(args.drain);
-    while delivered_now(network) < accepted_total && Instant::now() < drain_end {
-        progress.draining(delivered_now(network), accepted_total);
+    loop {
+        let delivered = delivered_now(network);
+        if delivered >= accepted_total || Instant::now() >= drain_end {
+            break;
+        }
+        progress.draining(delivered, accepted_total);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     progress.finish();

@@ -171,11 +171,7 @@ impl TimingApp {
     /// Runs `f` on what this app saw of point `point`.
     pub fn with_point<R>(&self, point: u16, f: impl FnOnce(&PointDeliveries) -> R) -> R {
         let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
-        let i = usize::from(point);
-        if points.len() <= i {
-            points.resize_with(i + 1, PointDeliveries::new);
-        }
-        f(&points[i])
+        f(point_entry(&mut points, point))
     }
 }
 
@@ -194,11 +190,11 @@ impl AppHandler for TimingApp {
             if head.nonce != self.nonce || head.node != self.node {
                 continue;
             }
-            let i = usize::from(head.point);
-            if points.len() <= i {
-                points.resize_with(i + 1, PointDeliveries::new);
-            }
-            points[i].record(head.seq, now.saturating_sub(head.due_nanos), now);
+            point_entry(&mut points, head.point).record(
+                head.seq,
+                now.saturating_sub(head.due_nanos),
+                now,
+            );
         }
         Ok(CommitResponse::accept_all(vec![0; 32], block))
     }
@@ -210,6 +206,15 @@ impl AppHandler for TimingApp {
     fn restore(&self, _snapshot: &[u8]) -> Result<Vec<u8>, String> {
         Ok(vec![0; 32])
     }
+}
+
+/// The entry of `point`, created empty if the app has not seen it yet.
+fn point_entry(points: &mut Vec<PointDeliveries>, point: u16) -> &mut PointDeliveries {
+    let i = usize::from(point);
+    if points.len() <= i {
+        points.resize_with(i + 1, PointDeliveries::new);
+    }
+    &mut points[i]
 }
 
 /// One connection's share of a point's load.
@@ -240,7 +245,7 @@ pub struct Schedule {
 pub struct Answers {
     /// Seqs the node accepted.
     pub accepted: Vec<u64>,
-    /// Transactions it refused (e.g. a full pool), and the first refusal's text.
+    /// Transactions it refused (e.g. a full pool).
     pub refused: u64,
     /// The first refusal's text, to show the user.
     pub first_refusal: Option<String>,
