@@ -432,10 +432,14 @@ async fn run_point(
     }
     let mut accepted: Vec<Vec<u64>> = vec![Vec::new(); nodes];
     let mut refused = vec![0u64; nodes];
+    let mut first_refusal: Vec<Option<String>> = vec![None; nodes];
     for (node, task) in tasks {
         let answers = task.await.context("a submitter failed")??;
         if let Some(text) = &answers.first_refusal {
             tracing::debug!(node, refusal = %text, "the proxy refused transactions");
+        }
+        if first_refusal[node].is_none() {
+            first_refusal[node] = answers.first_refusal;
         }
         accepted[node].extend(answers.accepted);
         refused[node] += answers.refused + answers.unanswered;
@@ -487,6 +491,7 @@ async fn run_point(
                 / seconds,
             accepted: accepted[i].len() as u64,
             refused: refused[i],
+            first_refusal: first_refusal[i].take(),
             delivered,
         });
     }

@@ -105,6 +105,37 @@ fn a_local_network_is_started_measured_and_stopped() {
     }
 }
 
+/// Offered far more than two cores can order, the nodes refuse what does not fit their share
+/// of the transaction budget (instead of holding an ever larger backlog in undecided events),
+/// and every transaction they accepted is delivered once.
+#[test]
+fn a_load_beyond_capacity_is_refused_and_all_that_is_accepted_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let rate = 200_000;
+    let out = run(
+        hearsay(&["bench", "--nodes", "4", "--duration", "3", "--drain", "120"])
+            .args(["--rate", &rate.to_string(), "--json"])
+            .arg(&json),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let point = read_json(&json);
+    check_point(&point, rate, 4);
+    assert!(point["refused"].as_u64().unwrap() > 0, "{point}");
+    let reasons: Vec<&str> = point["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["first_refusal"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("transaction pool full")),
+        "refused for the pool's limit: {point}"
+    );
+}
+
 /// Running nodes, stopped (SIGTERM, then SIGKILL) on drop.
 struct Nodes(Vec<Child>);
 

@@ -25,6 +25,7 @@ pub struct BlockBody {
     /// Hash of the validator set in force at `round_received`.
     pub peers_hash: Hash,
     /// Transactions in consensus order.
+    #[serde(with = "crate::event::byte_lists")]
     pub transactions: Vec<Vec<u8>>,
     /// Membership changes in consensus order.
     pub internal_transactions: Vec<InternalTransaction>,
@@ -72,19 +73,41 @@ impl Block {
 
     /// What validators sign: the body hash bound to the app's state hash.
     pub fn signing_digest(&self) -> Hash {
-        Hash::digest_parts(&[&self.body.hash().0, &self.state_hash])
+        self.signing_digest_with_body_hash(&self.body.hash())
+    }
+
+    /// [`Block::signing_digest`] given the body's hash, which the caller computed once (the
+    /// body holds every transaction of its round, so hashing it is the expensive part).
+    pub fn signing_digest_with_body_hash(&self, body_hash: &Hash) -> Hash {
+        Hash::digest_parts(&[&body_hash.0, &self.state_hash])
     }
 
     /// Signs the block with `key` and records the signature.
     pub fn sign(&mut self, key: &SecretKey) -> Signature {
-        let signature = key.sign(&self.signing_digest());
+        self.sign_with_body_hash(key, &self.body.hash())
+    }
+
+    /// [`Block::sign`] given the hash of the body, which must be `self.body.hash()`.
+    pub fn sign_with_body_hash(&mut self, key: &SecretKey, body_hash: &Hash) -> Signature {
+        let signature = key.sign(&self.signing_digest_with_body_hash(body_hash));
         self.signatures.insert(key.public_key(), signature);
         signature
     }
 
     /// Whether `signature` by `signer` is valid for this block.
     pub fn verify_signature(&self, signer: &PublicKey, signature: &Signature) -> bool {
-        signer.verify(&self.signing_digest(), signature)
+        self.verify_signature_with_body_hash(&self.body.hash(), signer, signature)
+    }
+
+    /// [`Block::verify_signature`] given the hash of the body, which must be
+    /// `self.body.hash()`.
+    pub fn verify_signature_with_body_hash(
+        &self,
+        body_hash: &Hash,
+        signer: &PublicKey,
+        signature: &Signature,
+    ) -> bool {
+        signer.verify(&self.signing_digest_with_body_hash(body_hash), signature)
     }
 }
 

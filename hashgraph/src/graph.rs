@@ -140,6 +140,9 @@ pub struct Ready {
     pub blocks: Vec<Block>,
     /// Frames of the new blocks, same order as `blocks`.
     pub frames: Vec<Frame>,
+    /// Hashes of the new blocks' bodies, same order as `blocks`: computed here for the hash
+    /// chain, and needed again for every signature on the block.
+    pub block_hashes: Vec<Hash>,
     /// Forks discovered.
     pub forks: Vec<ForkEvidence>,
     /// Events that went stale ([`Config::stale_rounds`]): they will never be ordered, at any
@@ -1350,6 +1353,7 @@ impl Hashgraph {
             self.stats.last_block_index = Some(body.index);
             self.ready.blocks.push(Block::new(body));
             self.ready.frames.push(frame);
+            self.ready.block_hashes.push(self.prev_block_hash);
         }
         for &(_, _, x) in &keyed {
             let node = self.live(x);

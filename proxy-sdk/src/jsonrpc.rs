@@ -125,21 +125,43 @@ impl FrameDecoder {
     /// `Ok(None)` means more bytes are needed. Leading whitespace is removed from `buf` even
     /// then, so a stream of blanks never accumulates.
     pub fn decode(&mut self, buf: &mut Vec<u8>) -> Result<Option<Object>, CodecError> {
+        let (consumed, result) = self.decode_front(buf);
+        buf.drain(..consumed);
+        result
+    }
+
+    /// [`FrameDecoder::decode`] without removing anything: also returns how many bytes at the
+    /// front of `buf` are done with (leading blanks, and the message if one was taken). The
+    /// caller drops them before the next call. A reader holding many pipelined messages
+    /// moves its buffer once per read this way, not once per message.
+    fn decode_front(&mut self, buf: &[u8]) -> (usize, Result<Option<Object>, CodecError>) {
+        let mut blanks = 0;
         if !self.started {
-            let blanks = buf.iter().take_while(|b| is_json_space(**b)).count();
-            buf.drain(..blanks);
-            let Some(&first) = buf.first() else {
-                return Ok(None);
+            blanks = buf.iter().take_while(|b| is_json_space(**b)).count();
+            let Some(&first) = buf.get(blanks) else {
+                return (blanks, Ok(None));
             };
             if first != b'{' {
-                return Err(CodecError::NotAnObject { byte: first });
+                return (blanks, Err(CodecError::NotAnObject { byte: first }));
             }
             self.started = true;
             self.depth = 1;
             self.scanned = 1;
         }
+        let buf = &buf[blanks..];
         let mut end = None;
-        for (offset, &byte) in buf.iter().enumerate().skip(self.scanned) {
+        let mut offset = self.scanned;
+        while offset < buf.len() {
+            if self.in_string && !self.escaped {
+                // Strings are most of a block (its transactions in base64): jump to the next
+                // byte that can end the string or escape, instead of looking at every byte.
+                match memchr::memchr2(b'"', b'\\', &buf[offset..]) {
+                    Some(skip) => offset += skip,
+                    None => break,
+                }
+            }
+            let byte = buf[offset];
+            offset += 1;
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
@@ -155,7 +177,7 @@ impl FrameDecoder {
                     b'}' | b']' => {
                         self.depth -= 1;
                         if self.depth == 0 {
-                            end = Some(offset + 1);
+                            end = Some(offset);
                             break;
                         }
                     }
@@ -164,21 +186,21 @@ impl FrameDecoder {
             }
         }
         match end {
-            Some(end) if end > self.max => Err(CodecError::TooLarge { max: self.max }),
+            Some(end) if end > self.max => (blanks, Err(CodecError::TooLarge { max: self.max })),
             Some(end) => {
                 let parsed = serde_json::from_slice::<Object>(&buf[..end]);
-                buf.drain(..end);
                 self.reset();
-                parsed.map(Some).map_err(|e| CodecError::InvalidJson {
+                let parsed = parsed.map(Some).map_err(|e| CodecError::InvalidJson {
                     reason: e.to_string(),
-                })
+                });
+                (blanks + end, parsed)
             }
             None => {
                 self.scanned = buf.len();
                 if buf.len() > self.max {
-                    Err(CodecError::TooLarge { max: self.max })
+                    (blanks, Err(CodecError::TooLarge { max: self.max }))
                 } else {
-                    Ok(None)
+                    (blanks, Ok(None))
                 }
             }
         }
@@ -204,6 +226,8 @@ fn is_json_space(b: u8) -> bool {
 pub struct MessageReader<R> {
     inner: R,
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` already taken; dropped before the next read.
+    taken: usize,
     decoder: FrameDecoder,
 }
 
@@ -218,6 +242,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         Self {
             inner,
             buf: Vec::new(),
+            taken: 0,
             decoder: FrameDecoder::new(max_message_bytes),
         }
     }
@@ -227,9 +252,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// Cancel-safe: dropping the future loses no bytes.
     pub async fn read_object(&mut self) -> Result<Option<Object>, CodecError> {
         loop {
-            if let Some(obj) = self.decoder.decode(&mut self.buf)? {
+            if let Some(obj) = self.buffered_object()? {
                 return Ok(Some(obj));
             }
+            self.buf.drain(..self.taken);
+            self.taken = 0;
             self.buf.reserve(READ_CHUNK);
             let read = (&mut self.inner)
                 .take(READ_CHUNK as u64)
@@ -239,6 +266,14 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 return self.decoder.decode_eof(&mut self.buf);
             }
         }
+    }
+
+    /// The next object if it is already received whole, without reading: `Ok(None)` when
+    /// more bytes are needed. A server answers what a client pipelined together at once.
+    pub fn buffered_object(&mut self) -> Result<Option<Object>, CodecError> {
+        let (consumed, result) = self.decoder.decode_front(&self.buf[self.taken..]);
+        self.taken += consumed;
+        result
     }
 
     /// The underlying stream.
@@ -630,6 +665,20 @@ mod tests {
         let out = read_all(&deep, &[4096], 1 << 20).await;
         assert_eq!(out.len(), 1);
         assert!(out[0].as_ref().unwrap_err().contains("recursion limit"));
+    }
+
+    /// Braces, brackets and escaped quotes inside strings do not end a message, at any split.
+    #[test]
+    fn strings_hide_their_brackets_and_escaped_quotes_at_every_split() {
+        let data = br#"{"a":"x\"}{\\","b":["}]\\\""]} {"c":"\\"}"#;
+        for chunk in 1..=data.len() {
+            let out = decode_all_sync(data, chunk, 1 << 10);
+            assert_eq!(out.len(), 2, "chunk {chunk}: {out:?}");
+            let first = out[0].as_ref().unwrap();
+            assert_eq!(first["a"], r#"x"}{\"#, "chunk {chunk}");
+            assert_eq!(first["b"][0], r#"}]\""#, "chunk {chunk}");
+            assert_eq!(out[1].as_ref().unwrap()["c"], "\\", "chunk {chunk}");
+        }
     }
 
     proptest! {

@@ -12,9 +12,11 @@ use crate::methods;
 use crate::rpc::{serve, ClientConfig, ClientError, Dispatch, RpcClient, ServerConfig};
 use crate::types::{Block, CommitResponse, NodeState};
 
-/// Takes one submitted transaction, or refuses it with a text the app receives (e.g. the pool
-/// is full). Called on the connection's task: it must not block.
-pub type SubmitFn = Arc<dyn Fn(Vec<u8>) -> Result<(), String> + Send + Sync>;
+/// Takes transactions submitted together (the calls an app pipelined on one connection that
+/// arrived together, in order), and accepts or refuses each, with a text the app receives
+/// (e.g. the pool is full); one answer per transaction, in order. Taking them together lets
+/// the node store them in one write. Called on the connection's task: it must not block.
+pub type SubmitFn = Arc<dyn Fn(Vec<Vec<u8>>) -> Vec<Result<(), String>> + Send + Sync>;
 
 /// Serves `Babble.SubmitTx` (and its alias `Hearsay.SubmitTx`) on `listener` (the node's
 /// `--proxy-listen`) with the default [`ServerConfig`]. Runs until dropped; dropping it closes
@@ -42,7 +44,8 @@ struct ProxyDispatch {
 }
 
 impl ProxyDispatch {
-    fn submit_tx(&self, request: Request) -> Result<String, String> {
+    /// The transaction a `SubmitTx` call carries, or why the call is wrong.
+    fn transaction(request: Request) -> Result<Vec<u8>, String> {
         let method = request.method;
         if method != methods::SUBMIT_TX && method != methods::HEARSAY_SUBMIT_TX {
             return Err(format!("rpc: can't find method {method}"));
@@ -56,17 +59,49 @@ impl ProxyDispatch {
         let text = param
             .as_str()
             .ok_or_else(|| format!("{method}: the transaction must be a base64 string"))?;
-        let tx = STANDARD
+        STANDARD
             .decode(text)
-            .map_err(|e| format!("{method}: the transaction is not valid base64: {e}"))?;
-        (self.submit)(tx)?;
-        Ok("true".to_owned())
+            .map_err(|e| format!("{method}: the transaction is not valid base64: {e}"))
+    }
+
+    fn submit_all(&self, requests: Vec<Request>) -> Vec<Result<String, String>> {
+        let mut answers: Vec<Result<String, String>> = Vec::with_capacity(requests.len());
+        let mut txs = Vec::with_capacity(requests.len());
+        for request in requests {
+            match Self::transaction(request) {
+                Ok(tx) => {
+                    txs.push(tx);
+                    answers.push(Ok(String::new()));
+                }
+                Err(e) => answers.push(Err(e)),
+            }
+        }
+        let verdicts = if txs.is_empty() {
+            Vec::new()
+        } else {
+            (self.submit)(txs)
+        };
+        let mut verdicts = verdicts.into_iter();
+        for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+            *answer = match verdicts.next() {
+                Some(Ok(())) => Ok("true".to_owned()),
+                Some(Err(e)) => Err(e),
+                None => Err("internal error: the node answered for too few transactions".into()),
+            };
+        }
+        answers
     }
 }
 
 impl Dispatch for ProxyDispatch {
     async fn call(&self, request: Request) -> Result<String, String> {
-        self.submit_tx(request)
+        self.submit_all(vec![request])
+            .pop()
+            .unwrap_or_else(|| Err("internal error".to_owned()))
+    }
+
+    async fn call_batch(&self, requests: Vec<Request>) -> Vec<Result<String, String>> {
+        self.submit_all(requests)
     }
 }
 

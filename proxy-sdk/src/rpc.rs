@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::jsonrpc::{
-    encode, encode_ok_raw, encode_request_raw, write_message, CodecError, MessageReader, Request,
-    Response,
+    encode, encode_ok_raw, encode_request_raw, write_message, CodecError, MessageReader, Object,
+    Request, Response,
 };
 use crate::MAX_MESSAGE_BYTES;
 
@@ -218,11 +218,29 @@ impl RpcClient {
     }
 }
 
-/// Answers one request; the server writes the answer.
+/// Answers requests; the server writes the answers.
 pub(crate) trait Dispatch: Send + Sync + 'static {
     /// The result of `request` as a JSON text, or an error text for the answer.
     fn call(&self, request: Request) -> impl Future<Output = Result<String, String>> + Send;
+
+    /// The results of requests a client pipelined together, in order. One at a time unless
+    /// the dispatcher can do better (the node stores submitted transactions in one write).
+    fn call_batch(
+        &self,
+        requests: Vec<Request>,
+    ) -> impl Future<Output = Vec<Result<String, String>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in requests {
+                answers.push(self.call(request).await);
+            }
+            answers
+        }
+    }
 }
+
+/// Most requests answered together: those already received whole when the first is read.
+const MAX_BATCH: usize = 1024;
 
 /// Accepts connections forever, serving each in its own task. Dropping the returned future
 /// closes every connection it serves.
@@ -275,21 +293,37 @@ async fn serve_connection<D: Dispatch>(
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
     let mut reader = MessageReader::with_max_message_bytes(reader, max_message_bytes);
+    let mut out = Vec::new();
     loop {
-        let answer = match reader.read_object().await {
+        // The first message waits for the network; those the client pipelined behind it and
+        // that arrived with it are answered together, in one write.
+        let mut objects = Vec::new();
+        let mut failure = match reader.read_object().await {
             Ok(None) => return,
-            Ok(Some(obj)) => match Request::from_object(obj) {
-                Ok(request) => {
-                    let id = request.id.clone();
-                    match dispatch.call(request).await {
-                        Ok(result) => encode_ok_raw(&id, &result),
-                        Err(text) => encode_error(id, text),
-                    }
-                }
-                Err(bad) => encode_error(bad.id, bad.reason),
-            },
-            Err(CodecError::Io(_) | CodecError::UnexpectedEof) => return,
-            Err(e) => {
+            Ok(Some(obj)) => {
+                objects.push(obj);
+                None
+            }
+            Err(e) => Some(e),
+        };
+        while failure.is_none() && objects.len() < MAX_BATCH {
+            match reader.buffered_object() {
+                Ok(Some(obj)) => objects.push(obj),
+                Ok(None) => break,
+                Err(e) => failure = Some(e),
+            }
+        }
+        out.clear();
+        answer_all(dispatch.as_ref(), objects, &mut out).await;
+        if !out.is_empty()
+            && (writer.write_all(&out).await.is_err() || writer.flush().await.is_err())
+        {
+            return;
+        }
+        match failure {
+            None => {}
+            Some(CodecError::Io(_) | CodecError::UnexpectedEof) => return,
+            Some(e) => {
                 // No id to answer to, and for most of these the stream is out of sync: say why,
                 // then close.
                 debug!(error = %e, "closing connection after a malformed message");
@@ -298,10 +332,40 @@ async fn serve_connection<D: Dispatch>(
                 linger_close(reader, writer, max_message_bytes).await;
                 return;
             }
-        };
-        if writer.write_all(&answer).await.is_err() || writer.flush().await.is_err() {
-            return;
         }
+    }
+}
+
+/// Appends to `out` the answers to `objects`, in order: an error for each that is not a
+/// request, the dispatcher's answer for the others (asked for together).
+async fn answer_all<D: Dispatch>(dispatch: &D, objects: Vec<Object>, out: &mut Vec<u8>) {
+    let mut parsed = Vec::with_capacity(objects.len());
+    let mut requests = Vec::with_capacity(objects.len());
+    for obj in objects {
+        match Request::from_object(obj) {
+            Ok(request) => {
+                parsed.push(Ok(request.id.clone()));
+                requests.push(request);
+            }
+            Err(bad) => parsed.push(Err(encode_error(bad.id, bad.reason))),
+        }
+    }
+    let mut results = if requests.is_empty() {
+        Vec::new()
+    } else {
+        dispatch.call_batch(requests).await
+    }
+    .into_iter();
+    for slot in parsed {
+        let answer = match slot {
+            Ok(id) => match results.next() {
+                Some(Ok(result)) => encode_ok_raw(&id, &result),
+                Some(Err(text)) => encode_error(id, text),
+                None => encode_error(id, "internal error: no answer".to_owned()),
+            },
+            Err(answer) => answer,
+        };
+        out.extend_from_slice(&answer);
     }
 }
 

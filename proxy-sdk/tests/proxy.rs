@@ -39,12 +39,16 @@ async fn start_node(config: ServerConfig) -> Node {
     let addr = listener.local_addr().unwrap();
     let received = Received::default();
     let sink = Arc::clone(&received);
-    let submit: SubmitFn = Arc::new(move |tx: Vec<u8>| {
-        if tx == b"full" {
-            return Err("transaction pool is full".to_string());
-        }
-        sink.lock().unwrap().push(tx);
-        Ok(())
+    let submit: SubmitFn = Arc::new(move |txs: Vec<Vec<u8>>| {
+        txs.into_iter()
+            .map(|tx| {
+                if tx == b"full" {
+                    return Err("transaction pool is full".to_string());
+                }
+                sink.lock().unwrap().push(tx);
+                Ok(())
+            })
+            .collect()
     });
     let server = tokio::spawn(serve_proxy_with_config(listener, submit, config));
     Node {
@@ -97,6 +101,57 @@ async fn alias_back_to_back_and_split_requests() {
         node.received(),
         vec![b"a".to_vec(), b"b".to_vec(), b"hello".to_vec()]
     );
+}
+
+/// Calls pipelined in one write are answered together, each in its place: a refusal, a bad
+/// call or a non-request among them changes only its own answer; a malformed message after
+/// them is answered after theirs, then the connection closes.
+#[tokio::test]
+async fn pipelined_calls_are_answered_in_order_each_on_its_own() {
+    let node = start_node(ServerConfig::default()).await;
+    let mut raw = Raw::connect(node.addr).await;
+    raw.send(
+        concat!(
+            r#"{"method":"Babble.SubmitTx","params":["YQ=="],"id":1}"#,
+            r#"{"method":"Babble.SubmitTx","params":["not base64!"],"id":2}"#,
+            r#"{"method":"Babble.SubmitTx","params":["ZnVsbA=="],"id":3}"#,
+            r#"{"params":["YQ=="],"id":4}"#,
+            r#"{"method":"Babble.SubmitTx","params":["Yg=="],"id":5}"#,
+            r#"{"method":"Babble.SubmitTx","id":}"#,
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        raw.line().await.unwrap(),
+        r#"{"id":1,"result":true,"error":null}"#
+    );
+    let second = raw.line().await.unwrap();
+    assert!(
+        second.starts_with(
+            r#"{"id":2,"result":null,"error":"Babble.SubmitTx: the transaction is not valid base64"#
+        ),
+        "{second}"
+    );
+    assert_eq!(
+        raw.line().await.unwrap(),
+        r#"{"id":3,"result":null,"error":"transaction pool is full"}"#
+    );
+    assert_eq!(
+        raw.line().await.unwrap(),
+        r#"{"id":4,"result":null,"error":"request has no string \"method\""}"#
+    );
+    assert_eq!(
+        raw.line().await.unwrap(),
+        r#"{"id":5,"result":true,"error":null}"#
+    );
+    let last = raw.line().await.unwrap();
+    assert!(
+        last.starts_with(r#"{"id":null,"result":null,"error":"invalid JSON: "#),
+        "{last}"
+    );
+    assert_eq!(raw.line().await, None);
+    assert_eq!(node.received(), vec![b"a".to_vec(), b"b".to_vec()]);
 }
 
 #[tokio::test]

@@ -56,8 +56,10 @@ pub struct NodeReport {
     pub rounds_per_sec: f64,
     /// Transactions submitted to it that it accepted.
     pub accepted: u64,
-    /// Transactions submitted to it that it refused.
+    /// Transactions submitted to it that it refused (or did not answer).
     pub refused: u64,
+    /// The node's answer to the first transaction it refused, if any: why it refused.
+    pub first_refusal: Option<String>,
     /// Accepted transactions of it delivered to its app.
     pub delivered: u64,
 }

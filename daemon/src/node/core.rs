@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hashgraph::{
     Block, BlockSignature, Event, Frame, Hash, Hashgraph, InsertError, InternalTransaction,
-    InternalTransactionKind, PeerSet, PublicKey, SecretKey, VerifiedEvent,
+    InternalTransactionKind, PeerSet, PublicKey, SecretKey, Signature, VerifiedEvent,
 };
 use hearsay_net::wire::{JoinStatus, Response};
 use hearsay_net::SyncResponse;
@@ -38,6 +38,28 @@ pub const CHECKPOINT_EVERY_ROUNDS: u64 = 16;
 /// How long our own events that a fast-sync window lacks wait for every other validator to
 /// show (by what it knows of us) that it lacks them too, before they are abandoned anyway.
 const UNPLACED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What to do after a sync's insertion if no parent is missing.
+#[derive(Clone)]
+pub struct ThenCreate {
+    /// The peer synced with.
+    pub other: PublicKey,
+    /// How many of our events it holds, from its answer.
+    pub ours_held: u64,
+    /// Its known map, to list what it lacks.
+    pub known: Vec<(PublicKey, u64)>,
+    /// Most events to list.
+    pub limit: usize,
+}
+
+/// The answer to [`CoreHandle::after_pull`].
+pub struct AfterPull {
+    /// The insertion.
+    pub summary: InsertSummary,
+    /// If no parent was missing: what creating our event led to, and (unless a fast-sync is
+    /// due) the peer's `Unknown` answer, to push.
+    pub created: Option<(Creation, Option<Response>)>,
+}
 
 /// What a request to create an event led to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +139,30 @@ pub fn apply_block_receipts(
             tracing::error!(error = %e, "cannot apply the app's receipts");
             Ok(false)
         }
+    }
+}
+
+/// A block kept in memory, with the hash of its body: every signature on the block is over a
+/// digest of it, and hashing the body (every transaction of its round) once per signature was
+/// the largest cost of a node under load.
+struct RecentBlock {
+    block: Block,
+    body_hash: Hash,
+}
+
+/// Our key and a block's body hash, to sign the block and check others' signatures on it.
+struct Signer<'a> {
+    key: &'a SecretKey,
+    body_hash: Hash,
+}
+
+impl Signer<'_> {
+    fn sign(&self, block: &mut Block) -> Signature {
+        block.sign_with_body_hash(self.key, &self.body_hash)
+    }
+
+    fn verify(&self, block: &Block, signer: &PublicKey, signature: &Signature) -> bool {
+        block.verify_signature_with_body_hash(&self.body_hash, signer, signature)
     }
 }
 
@@ -234,6 +280,16 @@ pub enum Command {
     Fetch(Vec<Hash>, oneshot::Sender<Vec<Vec<u8>>>),
     /// Verified events to insert, in the order received.
     Insert(Vec<VerifiedEvent>, oneshot::Sender<InsertSummary>),
+    /// The rest of a sync in one step: insert the peer's events and, if none lacks a
+    /// parent, create our next event on the peer's latest and list what the peer lacks.
+    AfterPull {
+        /// The peer's events, verified.
+        events: Vec<VerifiedEvent>,
+        /// What follows the insertion when nothing is missing.
+        then: Box<ThenCreate>,
+        /// Answer.
+        reply: oneshot::Sender<AfterPull>,
+    },
     /// Create our next event on top of `other`'s latest event if there is work (or if
     /// `force`); answers whether one was created.
     CreateEvent {
@@ -339,6 +395,21 @@ impl CoreHandle {
     /// Inserts verified events.
     pub async fn insert(&self, events: Vec<VerifiedEvent>) -> Result<InsertSummary, CoreGone> {
         self.ask(|reply| Command::Insert(events, reply)).await
+    }
+
+    /// Inserts a peer's events and, if none lacks a parent, creates our next event and lists
+    /// what the peer lacks: a sync's three steps in one round trip to the core.
+    pub async fn after_pull(
+        &self,
+        events: Vec<VerifiedEvent>,
+        then: ThenCreate,
+    ) -> Result<AfterPull, CoreGone> {
+        self.ask(|reply| Command::AfterPull {
+            events,
+            then: Box::new(then),
+            reply,
+        })
+        .await
     }
 
     /// Creates our next event if there is work; `ours_held` is how many of our events the peer
@@ -481,8 +552,11 @@ pub struct Core {
     /// caught up, so a network that lost its quorum recovers on its own when it returns.
     suspended_by_limit: bool,
     last_probe: Option<std::time::Instant>,
+    /// Our events with transactions that consensus has not ordered yet: how many transactions
+    /// and bytes each holds, handed back to the pool's limits when it is ordered or given back.
+    own_in_flight: HashMap<Hash, (usize, usize)>,
     /// The latest blocks, from index `recent_base`; older ones are in the store.
-    recent: VecDeque<Block>,
+    recent: VecDeque<RecentBlock>,
     recent_base: u64,
     /// Bytes of transactions in `recent`.
     recent_bytes: usize,
@@ -576,6 +650,7 @@ impl Core {
             suspend_limit,
             suspended_by_limit: false,
             last_probe: None,
+            own_in_flight: HashMap::new(),
             recent: VecDeque::new(),
             recent_bytes: 0,
             recent_base: blocks_before,
@@ -655,6 +730,20 @@ impl Core {
                 let index = self.reset(*to);
                 let _ = reply.send(index);
             }
+            Command::AfterPull {
+                events,
+                then,
+                reply,
+            } => {
+                let summary = self.insert(events);
+                let created = summary.missing.is_empty().then(|| {
+                    let creation = self.creation(Some(then.other), Some(then.ours_held));
+                    let push = (creation != Creation::FastSyncAgain)
+                        .then(|| self.unknown_answer(&then.known, then.limit));
+                    (creation, push)
+                });
+                let _ = reply.send(AfterPull { summary, created });
+            }
             Command::Known(reply) => {
                 let _ = reply.send(self.hg.known());
             }
@@ -663,19 +752,7 @@ impl Core {
                 limit,
                 reply,
             } => {
-                let answer = match self.events_unknown_to(&known, limit.saturating_add(1)) {
-                    Ok(mut events) => {
-                        let more = events.len() > limit;
-                        events.truncate(limit);
-                        Response::Sync(SyncResponse {
-                            events: events.iter().map(Event::to_bytes).collect(),
-                            known: self.hg.known(),
-                            more,
-                        })
-                    }
-                    Err((creator, below)) => Response::Pruned { creator, below },
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(self.unknown_answer(&known, limit));
             }
             Command::Fetch(ids, reply) => {
                 // Bounded by bytes too, so that the answer fits in a frame: the asker asks
@@ -706,12 +783,7 @@ impl Core {
                 ours_held,
                 reply,
             } => {
-                let creation = match self.check_unplaced(other, ours_held) {
-                    Some(creation) => creation,
-                    None if self.create_event(other) => Creation::Created,
-                    None => Creation::Nothing,
-                };
-                let _ = reply.send(creation);
+                let _ = reply.send(self.creation(other, ours_held));
             }
             Command::Busy(reply) => {
                 let _ = reply.send(self.busy());
@@ -843,6 +915,32 @@ impl Core {
             || self.hg.stats().undetermined_with_payload > 0
     }
 
+    /// Our next event on `other`'s latest, if there is work and our own events allow it.
+    fn creation(&mut self, other: Option<PublicKey>, ours_held: Option<u64>) -> Creation {
+        match self.check_unplaced(other, ours_held) {
+            Some(creation) => creation,
+            None if self.create_event(other) => Creation::Created,
+            None => Creation::Nothing,
+        }
+    }
+
+    /// The answer to a peer with `known`: at most `limit` events it lacks, our known map and
+    /// whether more were left; or that we pruned events it lacks.
+    fn unknown_answer(&self, known: &[(PublicKey, u64)], limit: usize) -> Response {
+        match self.events_unknown_to(known, limit.saturating_add(1)) {
+            Ok(mut events) => {
+                let more = events.len() > limit;
+                events.truncate(limit);
+                Response::Sync(SyncResponse {
+                    events: events.iter().map(Event::to_bytes).collect(),
+                    known: self.hg.known(),
+                    more,
+                })
+            }
+            Err((creator, below)) => Response::Pruned { creator, below },
+        }
+    }
+
     fn create_event(&mut self, other: Option<PublicKey>) -> bool {
         let probing = self.state == NodeState::Suspended
             && self.suspended_by_limit
@@ -864,6 +962,7 @@ impl Core {
         let signatures = std::mem::take(&mut self.our_signatures);
         let internal = std::mem::take(&mut self.internal_queue);
         let count = transactions.len();
+        let bytes = transactions.iter().map(Vec::len).sum();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
@@ -883,6 +982,9 @@ impl Core {
                     fatal_store_error(&e, "our own event");
                 }
                 self.self_events += 1;
+                if count > 0 {
+                    self.own_in_flight.insert(event.id(), (count, bytes));
+                }
                 self.settle();
                 true
             }
@@ -903,6 +1005,13 @@ impl Core {
         if ready.events.iter().any(|e| e.body().has_payload()) {
             self.wake.notify_one();
         }
+        if !self.own_in_flight.is_empty() {
+            for ordered in &ready.ordered {
+                if let Some((count, bytes)) = self.own_in_flight.remove(&ordered.id) {
+                    self.pool.ordered(count, bytes);
+                }
+            }
+        }
         if let Err(e) = self.store.put_events(&ready.events) {
             fatal_store_error(&e, "received events");
         }
@@ -916,7 +1025,8 @@ impl Core {
                 self.add_signature(creator, *sig);
             }
         }
-        for (block, frame) in ready.blocks.into_iter().zip(ready.frames) {
+        let made = ready.blocks.into_iter().zip(ready.frames);
+        for ((block, frame), body_hash) in made.zip(ready.block_hashes) {
             self.transactions += block.body.transactions.len() as u64;
             let index = block.body.index;
             let already = self.acknowledged_at_start.is_some_and(|ack| index <= ack);
@@ -929,7 +1039,7 @@ impl Core {
                 // The app has this block from before the restart: keep its answer and
                 // signatures, and do not deliver it twice.
                 Some(stored) if stored.body == block.body && !stored.state_hash.is_empty() => {
-                    self.push_block(stored);
+                    self.push_block(stored, body_hash);
                     self.blocks_committed = self.blocks_committed.max(index + 1);
                 }
                 _ => {
@@ -941,7 +1051,7 @@ impl Core {
                         fatal_store_error(&e, "a block");
                     }
                     let _ = self.deliver.send(block.clone());
-                    self.push_block(block);
+                    self.push_block(block, body_hash);
                 }
             }
         }
@@ -953,6 +1063,7 @@ impl Core {
         self.evict_and_checkpoint();
         let stats = self.hg.stats();
         let n = self.hg.peer_set(stats.last_round.unwrap_or(0)).len();
+        self.pool.set_validators(n);
         let limit = self.suspend_limit.saturating_mul(n);
         // Events without a payload at the tip of an idle network stay undetermined until new
         // work comes; they are no sign of consensus falling behind, and counting them alone
@@ -983,8 +1094,8 @@ impl Core {
         // Blocks are committed in order, so every index below `blocks_committed` has our
         // app's state hash and can be checked now.
         if self.blocks_committed > sig.index {
-            self.change_block(sig.index, "a block signature", |block, _| {
-                block.verify_signature(&signer, &sig.signature)
+            self.change_block(sig.index, "a block signature", |block, keys| {
+                keys.verify(block, &signer, &sig.signature)
                     && block.signatures.insert(signer, sig.signature).is_none()
             });
         } else if self.stashed_count < MAX_STASHED_SIGNATURES {
@@ -1005,12 +1116,12 @@ impl Core {
         let stashed = self.stashed.remove(&index).unwrap_or_default();
         self.stashed_count -= stashed.len();
         let mut signature = None;
-        self.change_block(index, "the app's answer", |block, key| {
+        self.change_block(index, "the app's answer", |block, keys| {
             block.state_hash = state_hash;
             block.receipts = receipts;
-            signature = Some(block.sign(key));
+            signature = Some(keys.sign(block));
             for (signer, sig) in stashed {
-                if block.verify_signature(&signer, &sig) {
+                if keys.verify(block, &signer, &sig) {
                     block.signatures.insert(signer, sig);
                 }
             }
@@ -1060,14 +1171,15 @@ impl Core {
         self.recent_base + self.recent.len() as u64
     }
 
-    fn push_block(&mut self, block: Block) {
+    /// Keeps `block`, whose body hashes to `body_hash`, among the recent blocks.
+    fn push_block(&mut self, block: Block, body_hash: Hash) {
         self.recent_bytes += payload_bytes(&block);
-        self.recent.push_back(block);
+        self.recent.push_back(RecentBlock { block, body_hash });
         while self.recent.len() > RECENT_BLOCKS
             || (self.recent_bytes > RECENT_BLOCK_BYTES && self.recent.len() > 1)
         {
             if let Some(old) = self.recent.pop_front() {
-                self.recent_bytes -= payload_bytes(&old);
+                self.recent_bytes -= payload_bytes(&old.block);
             }
             self.recent_base += 1;
         }
@@ -1076,7 +1188,10 @@ impl Core {
     /// A block from memory or, if older, from the store.
     fn block(&self, index: u64) -> Option<Block> {
         match index.checked_sub(self.recent_base) {
-            Some(i) => self.recent.get(usize::try_from(i).ok()?).cloned(),
+            Some(i) => self
+                .recent
+                .get(usize::try_from(i).ok()?)
+                .map(|r| r.block.clone()),
             None => self.store.block(index).ok().flatten(),
         }
     }
@@ -1089,20 +1204,28 @@ impl Core {
         &mut self,
         index: u64,
         what: &str,
-        change: impl FnOnce(&mut Block, &SecretKey) -> bool,
+        change: impl FnOnce(&mut Block, &Signer<'_>) -> bool,
     ) {
         let slot = index
             .checked_sub(self.recent_base)
             .and_then(|i| usize::try_from(i).ok());
         let mut loaded = None;
-        let block = match slot.and_then(|i| self.recent.get_mut(i)) {
-            Some(block) => block,
+        let (block, body_hash) = match slot.and_then(|i| self.recent.get_mut(i)) {
+            Some(recent) => (&mut recent.block, recent.body_hash),
             None => match self.store.block(index).ok().flatten() {
-                Some(block) => loaded.insert(block),
+                Some(block) => {
+                    let block = loaded.insert(block);
+                    let body_hash = block.body.hash();
+                    (block, body_hash)
+                }
                 None => return,
             },
         };
-        if !change(block, &self.key) {
+        let signer = Signer {
+            key: &self.key,
+            body_hash,
+        };
+        if !change(block, &signer) {
             return;
         }
         if let Err(e) = self.store.put_block(block) {
@@ -1226,7 +1349,14 @@ impl Core {
                 (r, witnesses)
             })
             .collect();
-        let blocks = self.recent.iter().rev().take(10).rev().cloned().collect();
+        let blocks = self
+            .recent
+            .iter()
+            .rev()
+            .take(10)
+            .rev()
+            .map(|r| r.block.clone())
+            .collect();
         GraphSnapshot {
             events,
             rounds,
@@ -1302,11 +1432,16 @@ impl Core {
             fatal_store_error(&e, "the state fast-sync resumed at");
         }
         self.hg = hg;
+        // Our unordered events are now ordered in the snapshot or given back by
+        // resume_own_events below; either way they no longer hold the pool's room.
+        self.own_in_flight.clear();
+        self.pool.forget_in_flight();
         self.resume_own_events(false);
         self.recent.clear();
         self.recent_bytes = 0;
         self.recent_base = index;
-        self.push_block(block);
+        let body_hash = block.body.hash();
+        self.push_block(block, body_hash);
         self.blocks_committed = index + 1;
         self.acknowledged_at_start = Some(index);
         self.last_anchored = Some(index);
@@ -1329,6 +1464,9 @@ impl Core {
     /// (once per event, across restarts), and queues again a join we still carry or our own
     /// leave that it held.
     fn give_back(&mut self, event: &Event, why: &'static str) {
+        if let Some((count, bytes)) = self.own_in_flight.remove(&event.id()) {
+            self.pool.ordered(count, bytes);
+        }
         let body = event.body();
         if body.transactions.is_empty() && body.internal_transactions.is_empty() {
             return;

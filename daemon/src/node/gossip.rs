@@ -4,7 +4,8 @@
 //! picks a random peer, pulls the events it lacks (sending its known map), inserts them,
 //! creates an event on top of the peer's latest one if there is work, and pushes what the peer
 //! lacks. Received events are decoded with the core's bounded decoder and their signatures
-//! checked in parallel on the blocking pool.
+//! checked in parallel on the blocking pool (the one or two small events of a quiet sync on the
+//! gossip task itself, which is cheaper than the hand-over).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokio::sync::watch;
 
-use super::core::Creation;
+use super::core::{Creation, InsertSummary, ThenCreate};
 use super::{NodeState, Shared};
 use crate::config::Config;
 
@@ -88,6 +89,16 @@ pub async fn verify_events(
     if raw.is_empty() {
         return Vec::new();
     }
+    if raw.len() <= INLINE_VERIFY_MAX
+        && raw.iter().map(Vec::len).sum::<usize>() <= INLINE_VERIFY_BYTES
+    {
+        // A sync at low load brings an event or two: checking them here (about 50 µs each)
+        // costs less than handing them to a blocking thread and waking this task again.
+        // Large events (hashing their transactions takes longer) still go to the pool.
+        let (ok, bad) = verify_all(raw, keys);
+        report_rejected(bad, rejected);
+        return ok;
+    }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = raw.len().div_ceil(workers).max(16);
     let mut jobs = Vec::new();
@@ -96,35 +107,47 @@ pub async fn verify_events(
         let rest = raw.split_off(chunk.min(raw.len()));
         let part = std::mem::replace(&mut raw, rest);
         let keys = Arc::clone(keys);
-        jobs.push(tokio::task::spawn_blocking(move || {
-            let mut ok = Vec::with_capacity(part.len());
-            let mut bad = 0u64;
-            for bytes in part {
-                match Event::from_bytes_cached(&bytes, &keys).and_then(Event::verify) {
-                    Ok(event) => ok.push(event),
-                    Err(e) => {
-                        bad += 1;
-                        tracing::debug!(error = %e, "undecodable or badly signed event");
-                    }
-                }
-            }
-            (ok, bad)
-        }));
+        jobs.push(tokio::task::spawn_blocking(move || verify_all(part, &keys)));
     }
     let mut out = Vec::new();
     for job in jobs {
         if let Ok((ok, bad)) = job.await {
             out.extend(ok);
-            if bad > 0 {
-                rejected.fetch_add(bad, Ordering::Relaxed);
-                tracing::warn!(
-                    count = bad,
-                    "peer sent events that fail decoding or signature checks"
-                );
-            }
+            report_rejected(bad, rejected);
         }
     }
     out
+}
+
+/// Most received events, and most bytes of them, checked on the calling task rather than the
+/// blocking pool.
+const INLINE_VERIFY_MAX: usize = 2;
+const INLINE_VERIFY_BYTES: usize = 16 << 10;
+
+/// Decodes and verifies `raw`: the good events, and how many were not.
+fn verify_all(raw: Vec<Vec<u8>>, keys: &KeyCache) -> (Vec<VerifiedEvent>, u64) {
+    let mut ok = Vec::with_capacity(raw.len());
+    let mut bad = 0u64;
+    for bytes in raw {
+        match Event::from_bytes_cached(&bytes, keys).and_then(Event::verify) {
+            Ok(event) => ok.push(event),
+            Err(e) => {
+                bad += 1;
+                tracing::debug!(error = %e, "undecodable or badly signed event");
+            }
+        }
+    }
+    (ok, bad)
+}
+
+fn report_rejected(bad: u64, rejected: &AtomicU64) {
+    if bad > 0 {
+        rejected.fetch_add(bad, Ordering::Relaxed);
+        tracing::warn!(
+            count = bad,
+            "peer sent events that fail decoding or signature checks"
+        );
+    }
 }
 
 /// The socket address of a peer's `NetAddr`.
@@ -339,15 +362,35 @@ async fn sync_with(
         // Events made now would be built on a DAG the fast-sync is about to replace.
         return Ok(false);
     }
-    receive(shared, transport, peer, events).await?;
     let ours_held = known
         .iter()
         .find(|(creator, _)| *creator == shared.me)
         .map_or(0, |(_, count)| *count);
-    let creation = shared
-        .core
-        .create_event(Some(peer.pub_key), Some(ours_held))
-        .await?;
+    let limit = shared.config.sync_limit as usize;
+    let verified = verify_events(events, &shared.keys, &shared.gossip.events_rejected).await;
+    // Usually no parent is missing, and inserting, creating our event and listing what the
+    // peer lacks take one round trip to the core.
+    let then = ThenCreate {
+        other: peer.pub_key,
+        ours_held,
+        known,
+        limit,
+    };
+    let after = shared.core.after_pull(verified, then.clone()).await?;
+    shared
+        .gossip
+        .events_received
+        .fetch_add(after.summary.added as u64, Ordering::Relaxed);
+    let (creation, push) = match after.created {
+        Some(done) => done,
+        None => {
+            // Parents were missing: fetch them, then the same last step with nothing more to
+            // insert (what is still missing after the fetch rounds does not hold us up).
+            fetch_missing(shared, transport, peer, after.summary).await?;
+            let mut after = shared.core.after_pull(Vec::new(), then).await?;
+            after.created.take().unwrap_or((Creation::Nothing, None))
+        }
+    };
     if creation == Creation::FastSyncAgain {
         shared
             .gossip
@@ -356,12 +399,8 @@ async fn sync_with(
         return Ok(false);
     }
     // A peer too far behind for what we keep gets nothing pushed (it hears why when it syncs).
-    let theirs_missing = match shared
-        .core
-        .unknown(known, shared.config.sync_limit as usize)
-        .await?
-    {
-        Response::Sync(sync) => sync.events,
+    let theirs_missing = match push {
+        Some(Response::Sync(sync)) => sync.events,
         _ => Vec::new(),
     };
     if !theirs_missing.is_empty() {
@@ -404,11 +443,22 @@ async fn receive(
     events: Vec<Vec<u8>>,
 ) -> anyhow::Result<()> {
     let verified = verify_events(events, &shared.keys, &shared.gossip.events_rejected).await;
-    let mut summary = shared.core.insert(verified).await?;
+    let summary = shared.core.insert(verified).await?;
     shared
         .gossip
         .events_received
         .fetch_add(summary.added as u64, Ordering::Relaxed);
+    fetch_missing(shared, transport, peer, summary).await
+}
+
+/// Fetches from `peer` the parents an insertion found missing, and inserts them, for a few
+/// rounds.
+async fn fetch_missing(
+    shared: &Shared,
+    transport: &QuicTransport,
+    peer: &Peer,
+    mut summary: InsertSummary,
+) -> anyhow::Result<()> {
     let mut rounds = 0;
     while !summary.missing.is_empty() && rounds < MAX_FETCH_ROUNDS {
         rounds += 1;

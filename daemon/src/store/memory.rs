@@ -68,8 +68,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError> {
-        self.lock().pending.insert(seq, tx.to_vec());
+    fn put_pending_transactions(&self, first_seq: u64, txs: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for (seq, tx) in (first_seq..).zip(txs) {
+            inner.pending.insert(seq, tx.clone());
+        }
         Ok(())
     }
 

@@ -79,9 +79,10 @@ pub trait Store: Send + Sync {
     /// Records one of our own events durably (synced to disk) before it leaves the process,
     /// removing the pending transactions it carries (by sequence number) in the same write.
     fn put_self_event(&self, event: &Event, consumed: &[u64]) -> Result<(), StoreError>;
-    /// Records a transaction accepted from the app and not yet in an event. Survives a crash
-    /// of the process (not necessarily of the machine: it is not synced).
-    fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError>;
+    /// Records transactions accepted from the app and not yet in an event, numbered from
+    /// `first_seq`, in one write. Survives a crash of the process (not necessarily of the
+    /// machine: it is not synced).
+    fn put_pending_transactions(&self, first_seq: u64, txs: &[Vec<u8>]) -> Result<(), StoreError>;
     /// Records the transactions of our stale event `event` as pending again, with the fact
     /// that this was done, in one write; does nothing and returns false if it was done before.
     fn put_resubmitted(&self, event: &Hash, txs: &[(u64, Vec<u8>)]) -> Result<bool, StoreError>;
@@ -201,9 +202,12 @@ pub(crate) mod suite {
         store.put_events(&[a0.clone(), a1.clone()]).unwrap();
         let m0 = event(&me, 0, None, "m0");
         let m1 = event(&me, 1, Some(m0.id()), "m1");
-        store.put_pending_transaction(7, b"m0").unwrap();
-        store.put_pending_transaction(8, b"m1").unwrap();
-        store.put_pending_transaction(9, b"later").unwrap();
+        store
+            .put_pending_transactions(7, &[b"m0".to_vec(), b"m1".to_vec()])
+            .unwrap();
+        store
+            .put_pending_transactions(9, &[b"later".to_vec()])
+            .unwrap();
         store.put_self_event(&m0, &[7]).unwrap();
         store.put_self_event(&m1, &[8]).unwrap();
         assert_eq!(

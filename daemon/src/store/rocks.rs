@@ -393,9 +393,11 @@ impl Store for RocksStore {
         self.add_events(std::slice::from_ref(event), true, consumed)
     }
 
-    fn put_pending_transaction(&self, seq: u64, tx: &[u8]) -> Result<(), StoreError> {
+    fn put_pending_transactions(&self, first_seq: u64, txs: &[Vec<u8>]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        batch.put(num_key(b't', seq), tx);
+        for (seq, tx) in (first_seq..).zip(txs) {
+            batch.put(num_key(b't', seq), tx);
+        }
         self.write(batch, false)
     }
 
@@ -742,7 +744,9 @@ mod tests {
         };
         let before = part("memtables");
         for seq in 0..1_000 {
-            store.put_pending_transaction(seq, &[7u8; 1_000]).unwrap();
+            store
+                .put_pending_transactions(seq, &[vec![7u8; 1_000]])
+                .unwrap();
         }
         let after = part("memtables");
         assert!(

@@ -72,6 +72,10 @@ impl Member {
 
     fn take(&mut self) {
         let ready = self.hg.take_ready();
+        assert_eq!(ready.block_hashes.len(), ready.blocks.len());
+        for (block, hash) in ready.blocks.iter().zip(&ready.block_hashes) {
+            assert_eq!(block.body.hash(), *hash, "block {}", block.body.index);
+        }
         self.blocks.extend(ready.blocks);
         self.frames.extend(ready.frames);
         self.ordered.extend(ready.ordered);
