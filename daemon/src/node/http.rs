@@ -459,6 +459,12 @@ async fn metrics(State(s): State<Shared_>) -> Result<Response, HttpError> {
         g.syncs_failed.load(Ordering::Relaxed) as f64,
     );
     metric(
+        "pushes_failed_total",
+        "counter",
+        "Pushes (a sync's second half, sent in the background) that failed.",
+        g.pushes_failed.load(Ordering::Relaxed) as f64,
+    );
+    metric(
         "sync_seconds_total",
         "counter",
         "Time spent in successful syncs.",

@@ -140,7 +140,10 @@ pub trait Store: Send + Sync {
     fn put_peer_set(&self, round: u64, set: &PeerSet) -> Result<(), StoreError>;
     /// Every validator set by first round, ascending.
     fn peer_sets(&self) -> Result<Vec<(u64, PeerSet)>, StoreError>;
-    /// Records that the app acknowledged block `index` (durably).
+    /// Records that the app acknowledged block `index`: at once for a crash of the process,
+    /// and for one of the machine with the next synced write (our next event, which carries
+    /// our signature of the block). Until then a power loss can deliver the block again
+    /// (delivery is at least once).
     fn set_app_acknowledged(&self, index: u64) -> Result<(), StoreError>;
     /// The last block the app acknowledged.
     fn app_acknowledged(&self) -> Result<Option<u64>, StoreError>;
