@@ -59,6 +59,9 @@ pub struct AfterPull {
     /// If no parent was missing: what creating our event led to, and (unless a fast-sync is
     /// due) the peer's `Unknown` answer, to push.
     pub created: Option<(Creation, Option<Response>)>,
+    /// Whether there is work for the network after all this (as [`CoreHandle::busy`]), so
+    /// that the gossip loop need not ask again before its next sync.
+    pub busy: bool,
 }
 
 /// What a request to create an event led to.
@@ -742,7 +745,12 @@ impl Core {
                         .then(|| self.unknown_answer(&then.known, then.limit));
                     (creation, push)
                 });
-                let _ = reply.send(AfterPull { summary, created });
+                let busy = self.busy();
+                let _ = reply.send(AfterPull {
+                    summary,
+                    created,
+                    busy,
+                });
             }
             Command::Known(reply) => {
                 let _ = reply.send(self.hg.known());

@@ -192,8 +192,15 @@ pub async fn gossip_loop(
     let mut last_start = Instant::now();
     let mut pushing: HashMap<PublicKey, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut last_pulled: HashMap<PublicKey, Instant> = HashMap::new();
+    // Whether there is work, as the core said at the end of the last sync: one round trip to
+    // the core fewer per sync (130-180 µs of a 2 ms cycle at a 1 ms heartbeat, most of it
+    // waiting behind the peers' requests). Work that arrives after it wakes the loop anyway.
+    let mut busy_after_sync: Option<bool> = None;
     loop {
-        let busy = shared.core.busy().await.unwrap_or(false);
+        let busy = match busy_after_sync.take() {
+            Some(busy) => busy,
+            None => shared.core.busy().await.unwrap_or(false),
+        };
         let period = if busy {
             shared.config.heartbeat
         } else {
@@ -273,6 +280,7 @@ pub async fn gossip_loop(
         match sync_with(&shared, &transport, peer).await {
             Ok(pulled) => {
                 let more = pulled.more;
+                busy_after_sync = pulled.busy;
                 if !pulled.push.is_empty() {
                     // The push goes on while the next sync starts: waiting for the peer to
                     // insert was a third of a sync's time at a 1 ms heartbeat. One push per
@@ -442,14 +450,15 @@ async fn sync_with(
         .gossip
         .events_received
         .fetch_add(after.summary.added as u64, Ordering::Relaxed);
-    let (creation, push) = match after.created {
-        Some(done) => done,
+    let (creation, push, busy) = match after.created {
+        Some((creation, push)) => (creation, push, after.busy),
         None => {
             // Parents were missing: fetch them, then the same last step with nothing more to
             // insert (what is still missing after the fetch rounds does not hold us up).
             fetch_missing(shared, transport, peer, after.summary).await?;
             let mut after = shared.core.after_pull(Vec::new(), then).await?;
-            after.created.take().unwrap_or((Creation::Nothing, None))
+            let (creation, push) = after.created.take().unwrap_or((Creation::Nothing, None));
+            (creation, push, after.busy)
         }
     };
     if creation == Creation::FastSyncAgain {
@@ -467,6 +476,7 @@ async fn sync_with(
     Ok(Pulled {
         more,
         push: theirs_missing,
+        busy: Some(busy),
     })
 }
 
@@ -477,6 +487,8 @@ struct Pulled {
     more: bool,
     /// Events the peer lacks, ours among them, to push to it.
     push: Vec<Vec<u8>>,
+    /// Whether the core had work for the network at the end, if it said.
+    busy: Option<bool>,
 }
 
 /// Pushes `events` to `peer` and waits for its answer (it has inserted them by then).
