@@ -7,9 +7,11 @@
 //!
 //! The limits are a budget for the whole network, shared evenly by the validators: every node
 //! keeps to its share, so all the transactions not yet ordered, anywhere, fit the budget, and
-//! so does a block (one round's newly ordered transactions). With a store, every accepted transaction is written to it before
-//! `SubmitTx` is answered, and removed in the same write that stores the event carrying it, so
-//! a crash neither loses an accepted transaction nor commits it twice.
+//! so does a block (one round's newly ordered transactions).
+//!
+//! With a store, every accepted transaction is written to it before `SubmitTx` is answered,
+//! and removed in the same write that stores the event carrying it, so a crash neither loses
+//! an accepted transaction nor commits it twice.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
