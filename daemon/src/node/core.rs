@@ -541,6 +541,8 @@ pub struct CoreOutputs {
     /// Where the events per consensus round lately are published (for gossip's estimate of
     /// how far behind a peer we are).
     pub events_per_round: Arc<std::sync::atomic::AtomicU64>,
+    /// Where the ids of inserted events are recorded, for the tasks that check received ones.
+    pub recent_ids: Arc<super::recent_ids::RecentIds>,
 }
 
 /// The core's state, owned by its task.
@@ -602,6 +604,8 @@ pub struct Core {
     events_per_round: Arc<std::sync::atomic::AtomicU64>,
     /// Events inserted when the last checkpoint was taken.
     checkpointed_events: u64,
+    /// Ids of the events inserted lately, shared with the signature-checking tasks.
+    recent_ids: Arc<super::recent_ids::RecentIds>,
 }
 
 impl Core {
@@ -627,6 +631,7 @@ impl Core {
             prune_rounds,
             membership,
             events_per_round,
+            recent_ids,
         } = outputs;
         let acknowledged_at_start = if bootstrap {
             None
@@ -683,6 +688,7 @@ impl Core {
             unplaced: None,
             events_per_round,
             checkpointed_events,
+            recent_ids,
         };
         // Our own events that a restart could not replay are invalid to every node.
         core.resume_own_events(true);
@@ -883,10 +889,12 @@ impl Core {
 
     fn insert(&mut self, events: Vec<VerifiedEvent>) -> InsertSummary {
         let mut summary = InsertSummary::default();
+        let mut added = Vec::new();
         for event in events {
             match self.hg.insert_verified(event) {
                 Ok(outcome) => {
                     summary.added += outcome.added.len();
+                    added.extend(outcome.added);
                     summary.missing.extend(outcome.missing_parents);
                 }
                 Err(e) => {
@@ -905,6 +913,7 @@ impl Core {
         }
         summary.missing.sort_unstable();
         summary.missing.dedup();
+        self.recent_ids.record(added);
         self.settle();
         summary
     }
@@ -990,6 +999,7 @@ impl Core {
                     fatal_store_error(&e, "our own event");
                 }
                 self.self_events += 1;
+                self.recent_ids.record([event.id()]);
                 if count > 0 {
                     self.own_in_flight.insert(event.id(), (count, bytes));
                 }

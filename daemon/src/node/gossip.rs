@@ -17,6 +17,8 @@ use anyhow::{bail, Context};
 use std::collections::HashMap;
 
 use hashgraph::{Event, Hash, KeyCache, Peer, PublicKey, SecretKey, VerifiedEvent};
+
+use super::recent_ids::RecentIds;
 use hearsay_net::wire::{Request, Response, SyncRequest, SyncResponse};
 use hearsay_net::{Inbound, QuicTransport, TransportConfig};
 use rand::seq::SliceRandom;
@@ -51,6 +53,8 @@ pub struct GossipStats {
     pub events_rejected: AtomicU64,
     /// Events received and inserted.
     pub events_received: AtomicU64,
+    /// Events received that the DAG already held, dropped unchecked.
+    pub events_duplicate: AtomicU64,
     /// A peer answered that it has pruned history this node lacks: it cannot catch up by
     /// gossip and needs fast-sync.
     pub needs_fast_sync: std::sync::atomic::AtomicBool,
@@ -84,24 +88,21 @@ pub fn bind(config: &Config, key: &SecretKey) -> anyhow::Result<(QuicTransport, 
     )
 }
 
-/// Decodes and verifies events off the async threads, in parallel.
-pub async fn verify_events(
-    raw: Vec<Vec<u8>>,
-    keys: &Arc<KeyCache>,
-    rejected: &AtomicU64,
-) -> Vec<VerifiedEvent> {
+/// Decodes and verifies events off the async threads, in parallel; those the DAG already
+/// holds are dropped unchecked.
+pub async fn verify_events(shared: &Shared, raw: Vec<Vec<u8>>) -> Vec<VerifiedEvent> {
     if raw.is_empty() {
         return Vec::new();
     }
+    let stats = &shared.gossip;
     if raw.len() <= INLINE_VERIFY_MAX
         && raw.iter().map(Vec::len).sum::<usize>() <= INLINE_VERIFY_BYTES
     {
         // A sync at low load brings an event or two: checking them here (about 50 µs each)
         // costs less than handing them to a blocking thread and waking this task again.
         // Large events (hashing their transactions takes longer) still go to the pool.
-        let (ok, bad) = verify_all(raw, keys);
-        report_rejected(bad, rejected);
-        return ok;
+        let checked = verify_all(raw, &shared.keys, &shared.recent_ids);
+        return checked.report(stats);
     }
     let chunk = raw.len().div_ceil(verify_workers()).max(16);
     let mut jobs = Vec::new();
@@ -109,14 +110,16 @@ pub async fn verify_events(
     while !raw.is_empty() {
         let rest = raw.split_off(chunk.min(raw.len()));
         let part = std::mem::replace(&mut raw, rest);
-        let keys = Arc::clone(keys);
-        jobs.push(tokio::task::spawn_blocking(move || verify_all(part, &keys)));
+        let keys = Arc::clone(&shared.keys);
+        let recent = Arc::clone(&shared.recent_ids);
+        jobs.push(tokio::task::spawn_blocking(move || {
+            verify_all(part, &keys, &recent)
+        }));
     }
     let mut out = Vec::new();
     for job in jobs {
-        if let Ok((ok, bad)) = job.await {
-            out.extend(ok);
-            report_rejected(bad, rejected);
+        if let Ok(checked) = job.await {
+            out.extend(checked.report(stats));
         }
     }
     out
@@ -134,30 +137,58 @@ fn verify_workers() -> usize {
 const INLINE_VERIFY_MAX: usize = 2;
 const INLINE_VERIFY_BYTES: usize = 16 << 10;
 
-/// Decodes and verifies `raw`: the good events, and how many were not.
-fn verify_all(raw: Vec<Vec<u8>>, keys: &KeyCache) -> (Vec<VerifiedEvent>, u64) {
-    let mut ok = Vec::with_capacity(raw.len());
+/// What checking a batch of received events gave.
+struct Checked {
+    /// The good events, not held yet.
+    ok: Vec<VerifiedEvent>,
+    /// Events that failed decoding or their checks.
+    bad: u64,
+    /// Events the DAG already held.
+    duplicate: u64,
+}
+
+impl Checked {
+    /// Counts what was dropped (and warns of bad events); the good events.
+    fn report(self, stats: &GossipStats) -> Vec<VerifiedEvent> {
+        stats
+            .events_duplicate
+            .fetch_add(self.duplicate, Ordering::Relaxed);
+        if self.bad > 0 {
+            stats.events_rejected.fetch_add(self.bad, Ordering::Relaxed);
+            tracing::warn!(
+                count = self.bad,
+                "peer sent events that fail decoding or signature checks"
+            );
+        }
+        self.ok
+    }
+}
+
+/// Decodes `raw`, drops the events the DAG holds already and verifies the others.
+fn verify_all(raw: Vec<Vec<u8>>, keys: &KeyCache, recent: &RecentIds) -> Checked {
     let mut bad = 0u64;
+    let mut decoded = Vec::with_capacity(raw.len());
     for bytes in raw {
-        match Event::from_bytes_cached(&bytes, keys).and_then(Event::verify) {
-            Ok(event) => ok.push(event),
+        match Event::from_bytes_cached(&bytes, keys) {
+            Ok(event) => decoded.push(event),
             Err(e) => {
                 bad += 1;
-                tracing::debug!(error = %e, "undecodable or badly signed event");
+                tracing::debug!(error = %e, "undecodable event");
             }
         }
     }
-    (ok, bad)
-}
-
-fn report_rejected(bad: u64, rejected: &AtomicU64) {
-    if bad > 0 {
-        rejected.fetch_add(bad, Ordering::Relaxed);
-        tracing::warn!(
-            count = bad,
-            "peer sent events that fail decoding or signature checks"
-        );
+    let duplicate = recent.drop_held(&mut decoded, Event::id) as u64;
+    let mut ok = Vec::with_capacity(decoded.len());
+    for event in decoded {
+        match event.verify() {
+            Ok(event) => ok.push(event),
+            Err(e) => {
+                bad += 1;
+                tracing::debug!(error = %e, "badly signed event");
+            }
+        }
     }
+    Checked { ok, bad, duplicate }
 }
 
 /// The socket address of a peer's `NetAddr`.
@@ -436,7 +467,7 @@ async fn sync_with(
         .find(|(creator, _)| *creator == shared.me)
         .map_or(0, |(_, count)| *count);
     let limit = shared.config.sync_limit as usize;
-    let verified = verify_events(events, &shared.keys, &shared.gossip.events_rejected).await;
+    let verified = verify_events(shared, events).await;
     // Usually no parent is missing, and inserting, creating our event and listing what the
     // peer lacks take one round trip to the core.
     let then = ThenCreate {
@@ -530,7 +561,7 @@ async fn receive(
     peer: &Peer,
     events: Vec<Vec<u8>>,
 ) -> anyhow::Result<()> {
-    let verified = verify_events(events, &shared.keys, &shared.gossip.events_rejected).await;
+    let verified = verify_events(shared, events).await;
     let summary = shared.core.insert(verified).await?;
     shared
         .gossip
@@ -568,7 +599,7 @@ async fn fetch_missing(
         if fetched.is_empty() {
             break;
         }
-        let verified = verify_events(fetched, &shared.keys, &shared.gossip.events_rejected).await;
+        let verified = verify_events(shared, fetched).await;
         summary = shared.core.insert(verified).await?;
         shared
             .gossip
@@ -664,6 +695,45 @@ mod tests {
         per_round.store(4, Ordering::Relaxed);
         assert_eq!(rounds_behind(&ours, &theirs, &per_round), 50);
         assert_eq!(rounds_behind(&theirs, &ours, &per_round), 2);
+    }
+
+    #[test]
+    fn events_the_dag_holds_are_dropped_unchecked_and_others_checked() {
+        let key = SecretKey::from_seed(b"creator");
+        let event = |index: u64, parent: Option<Hash>| {
+            hashgraph::EventBody {
+                creator: key.public_key(),
+                index,
+                self_parent: parent,
+                other_parent: None,
+                timestamp: index as i64,
+                transactions: vec![vec![index as u8; 8]],
+                internal_transactions: Vec::new(),
+                block_signatures: Vec::new(),
+            }
+            .sign(&key)
+        };
+        let first = event(0, None);
+        let second = event(1, Some(first.id()));
+        let third = event(2, Some(second.id()));
+        // The same bodies under someone else's signature: a forged copy.
+        let forged =
+            |e: &Event| Event::from_parts(e.body().clone(), *event(9, None).signature()).to_bytes();
+        let recent = RecentIds::new(16);
+        recent.record([first.id()]);
+        let raw = vec![
+            forged(&first),
+            second.to_bytes(),
+            forged(&third),
+            b"not an event".to_vec(),
+        ];
+        let checked = verify_all(raw, &KeyCache::default(), &recent);
+        // The held one is dropped before its (bad) signature is looked at; the forged copy of
+        // an unheld event and the garbage are refused; the good one passes.
+        assert_eq!(checked.duplicate, 1);
+        assert_eq!(checked.bad, 2);
+        let ids: Vec<Hash> = checked.ok.iter().map(|e| e.event().id()).collect();
+        assert_eq!(ids, vec![second.id()]);
     }
 
     #[test]

@@ -386,6 +386,12 @@ async fn metrics(State(s): State<Shared_>) -> Result<Response, HttpError> {
         st.events_in_memory as f64,
     );
     metric(
+        "events_duplicate_total",
+        "counter",
+        "Received events the DAG already held, dropped before their signatures were checked.",
+        g.events_duplicate.load(Ordering::Relaxed) as f64,
+    );
+    metric(
         "events_rejected_total",
         "counter",
         "Received events failing decoding or signature checks.",
