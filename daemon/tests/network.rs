@@ -535,6 +535,52 @@ async fn two_of_four_stopped_the_others_suspend_and_all_resume_when_they_return(
     common::assert_identical_blocks(&net, &[0, 1, 2, 3]);
 }
 
+/// Every validator's signature of a block stays with it when the node is killed (no orderly
+/// shutdown to store anything held in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn block_signatures_survive_a_kill() {
+    let mut net = Network::create(4).await;
+    net.start_all();
+    let batch: HashSet<String> = submit_everywhere(&net, "signed", 40)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for("the batch", Duration::from_secs(60), |net| {
+        net.apps.iter().all(|a| has_all(&a.transactions(), &batch))
+    })
+    .await;
+    let signers = |net: &Network, block: u64| -> usize {
+        http_get(net.nodes[0].service_listen, &format!("/block/{block}"))
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|b| b["Signatures"].as_object().map(|m| m.len()))
+            .unwrap_or(0)
+    };
+    let blocks = net.stats(0)["last_block_index"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("node 0 made blocks")
+        + 1;
+    net.wait_for(
+        "every validator's signature on every block at node 0",
+        Duration::from_secs(30),
+        |net| (0..blocks).all(|b| signers(net, b) == 4),
+    )
+    .await;
+    net.kill(0);
+    net.start(0);
+    net.wait_for("node 0 to run again", Duration::from_secs(20), |net| {
+        net.stats(0)["state"] == "Babbling"
+    })
+    .await;
+    let after: Vec<usize> = (0..blocks).map(|b| signers(&net, b)).collect();
+    assert!(
+        after.iter().all(|&n| n == 4),
+        "signatures per block after the kill: {after:?}\n{}",
+        net.log_tail(0, 20)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice() {
     let mut net = Network::create(4).await;
