@@ -1450,6 +1450,7 @@ impl Core {
             fatal_store_error(&e, "the state fast-sync resumed at");
         }
         self.hg = hg;
+        self.recent_ids.clear();
         // Our unordered events are now ordered in the snapshot or given back by
         // resume_own_events below; either way they no longer hold the pool's room.
         self.own_in_flight.clear();

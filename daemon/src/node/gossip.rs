@@ -4,10 +4,10 @@
 //! picks the peer it pulled from least recently, pulls the events it lacks (sending its known
 //! map), inserts them, creates an event on top of the peer's latest one if there is work, and
 //! pushes what the peer lacks (in the background: the next sync does not wait for the peer to
-//! take the push). Received events are decoded with the core's bounded decoder and their
-//! signatures
-//! checked in parallel on the blocking pool (the one or two small events of a quiet sync on the
-//! gossip task itself, which is cheaper than the hand-over).
+//! take the push). Received events are decoded with the core's bounded decoder; copies of
+//! events the DAG already holds are dropped (see [`super::recent_ids`]), and the others'
+//! signatures checked in parallel on the blocking pool (the one or two small events of a quiet
+//! sync on the gossip task itself, which is cheaper than the hand-over).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,8 +17,6 @@ use anyhow::{bail, Context};
 use std::collections::HashMap;
 
 use hashgraph::{Event, Hash, KeyCache, Peer, PublicKey, SecretKey, VerifiedEvent};
-
-use super::recent_ids::RecentIds;
 use hearsay_net::wire::{Request, Response, SyncRequest, SyncResponse};
 use hearsay_net::{Inbound, QuicTransport, TransportConfig};
 use rand::seq::SliceRandom;
@@ -26,6 +24,7 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 
 use super::core::{Creation, InsertSummary, ThenCreate};
+use super::recent_ids::RecentIds;
 use super::{NodeState, Shared};
 use crate::config::Config;
 

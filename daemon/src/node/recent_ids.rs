@@ -52,6 +52,14 @@ impl RecentIds {
         }
     }
 
+    /// Forgets every id: the DAG was replaced (a fast-sync), and an id recorded before may
+    /// name an event the new one lacks and must be able to take again.
+    pub fn clear(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.ids.clear();
+        inner.order.clear();
+    }
+
     /// Removes from `items` those whose id (by `id_of`) was recorded, in one lock; answers
     /// how many went.
     pub fn drop_held<T>(&self, items: &mut Vec<T>, id_of: impl Fn(&T) -> Hash) -> usize {
@@ -88,5 +96,12 @@ mod tests {
         let mut items = vec![id(1), id(2), id(3)];
         assert_eq!(recent.drop_held(&mut items, |h| *h), 2);
         assert_eq!(items, vec![id(1)]);
+        recent.clear();
+        assert_eq!(recent.drop_held(&mut items, |h| *h), 0);
+        // Recording after a clear starts the count afresh.
+        recent.record([id(4), id(5), id(6)]);
+        let mut items = vec![id(4), id(5), id(6)];
+        assert_eq!(recent.drop_held(&mut items, |h| *h), 2);
+        assert_eq!(items, vec![id(4)]);
     }
 }
