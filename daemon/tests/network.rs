@@ -37,6 +37,15 @@ async fn submit_through(
     common::submit_via(net, &nodes, prefix, count).await
 }
 
+/// How many signatures node 0 shows on `block` (0 if it cannot say).
+fn block_signers(net: &Network, block: u64) -> usize {
+    http_get(net.nodes[0].service_listen, &format!("/block/{block}"))
+        .ok()
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|b| b["Signatures"].as_object().map(|m| m.len()))
+        .unwrap_or(0)
+}
+
 fn has_all(txs: &[String], wanted: &HashSet<String>) -> bool {
     let got: HashSet<&String> = txs.iter().collect();
     wanted.iter().all(|t| got.contains(t))
@@ -549,13 +558,6 @@ async fn block_signatures_survive_a_kill() {
         net.apps.iter().all(|a| has_all(&a.transactions(), &batch))
     })
     .await;
-    let signers = |net: &Network, block: u64| -> usize {
-        http_get(net.nodes[0].service_listen, &format!("/block/{block}"))
-            .ok()
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .and_then(|b| b["Signatures"].as_object().map(|m| m.len()))
-            .unwrap_or(0)
-    };
     let blocks = net.stats(0)["last_block_index"]
         .as_str()
         .and_then(|s| s.parse::<u64>().ok())
@@ -564,7 +566,7 @@ async fn block_signatures_survive_a_kill() {
     net.wait_for(
         "every validator's signature on every block at node 0",
         Duration::from_secs(30),
-        |net| (0..blocks).all(|b| signers(net, b) == 4),
+        |net| (0..blocks).all(|b| block_signers(net, b) == 4),
     )
     .await;
     net.kill(0);
@@ -573,7 +575,7 @@ async fn block_signatures_survive_a_kill() {
         net.stats(0)["state"] == "Babbling"
     })
     .await;
-    let after: Vec<usize> = (0..blocks).map(|b| signers(&net, b)).collect();
+    let after: Vec<usize> = (0..blocks).map(|b| block_signers(&net, b)).collect();
     assert!(
         after.iter().all(|&n| n == 4),
         "signatures per block after the kill: {after:?}\n{}",
@@ -595,17 +597,10 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
     .await;
     let before: Vec<_> = net.apps.iter().map(|a| a.summary()).collect();
     // Every validator's signature of block 0 reaches node 0 (they ride in later events).
-    let signatures = |net: &Network| -> usize {
-        http_get(net.nodes[0].service_listen, "/block/0")
-            .ok()
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .and_then(|b| b["Signatures"].as_object().map(|m| m.len()))
-            .unwrap_or(0)
-    };
     net.wait_for(
         "four signatures on block 0",
         Duration::from_secs(30),
-        |net| signatures(net) == 4,
+        |net| block_signers(net, 0) == 4,
     )
     .await;
     for i in 0..4 {
@@ -619,7 +614,7 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
     .await;
     // The signatures were stored with the block.
     assert_eq!(
-        signatures(&net),
+        block_signers(&net, 0),
         4,
         "block 0 lost signatures across the restart"
     );

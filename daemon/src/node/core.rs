@@ -893,7 +893,6 @@ impl Core {
         for event in events {
             match self.hg.insert_verified(event) {
                 Ok(outcome) => {
-                    summary.added += outcome.added.len();
                     added.extend(outcome.added);
                     summary.missing.extend(outcome.missing_parents);
                 }
@@ -913,6 +912,7 @@ impl Core {
         }
         summary.missing.sort_unstable();
         summary.missing.dedup();
+        summary.added = added.len();
         self.recent_ids.record(added);
         self.settle();
         summary
