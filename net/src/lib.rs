@@ -14,5 +14,5 @@ pub mod quic;
 pub mod wire;
 
 pub use error::{NetError, PeerMismatch};
-pub use quic::{Authorizer, Inbound, InboundRequest, QuicTransport, TransportConfig};
+pub use quic::{Authorizer, Inbound, InboundRequest, QuicTransport, Responder, TransportConfig};
 pub use wire::{Request, Response, SyncRequest, SyncResponse, WireError};

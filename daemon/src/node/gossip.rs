@@ -628,53 +628,62 @@ pub async fn serve_inbound(
         let transport = Arc::clone(&transport);
         tokio::spawn(async move {
             let from = request.from;
-            if !matches!(request.request, Request::Join(_)) && !shared.membership.admits(&from) {
-                request.respond(Response::Error(
+            let (request, responder) = request.into_parts();
+            if !matches!(request, Request::Join(_)) && !shared.membership.admits(&from) {
+                responder.respond(Response::Error(
                     "not a validator: only a join request is answered".into(),
                 ));
                 return;
             }
-            let answer = match &request.request {
-                Request::Sync(sync) => {
-                    let limit = sync.limit.min(shared.config.sync_limit) as usize;
-                    match shared.core.unknown(sync.known.clone(), limit).await {
-                        Ok(answer) => answer,
-                        Err(e) => Response::Error(e.to_string()),
-                    }
-                }
-                // A node about to fast-sync takes no history pushed meanwhile: it would start
-                // ordering from genesis instead.
-                Request::EagerSync(_) if shared.gossip.fast_sync_wanted.load(Ordering::Relaxed) => {
-                    Response::Error("fast-syncing: pushes are not taken now".into())
-                }
-                Request::EagerSync(events) => {
-                    let count = events.len() as u32;
-                    match shared.membership.peer(&from) {
-                        Some(peer) => {
-                            match receive(&shared, &transport, &peer, events.clone()).await {
-                                Ok(()) => Response::EagerSync { accepted: count },
-                                Err(e) => Response::Error(format!("{e:#}")),
-                            }
-                        }
-                        None => Response::Error("not a validator".into()),
-                    }
-                }
-                Request::FetchEvents(ids) => {
-                    let ids = ids.iter().take(MAX_FETCH_IDS).copied().collect();
-                    match shared.core.fetch(ids).await {
-                        Ok(events) => Response::Events(events),
-                        Err(e) => Response::Error(e.to_string()),
-                    }
-                }
-                Request::FastSync => super::fastsync::offer(&shared).await,
-                Request::Join(join) => match shared.core.join(from, join.clone()).await {
-                    Ok(Ok(status)) => Response::Join(status),
-                    Ok(Err(refusal)) => Response::Error(refusal.to_string()),
-                    Err(e) => Response::Error(e.to_string()),
-                },
-            };
-            request.respond(answer);
+            let answer = answer(&shared, &transport, from, request).await;
+            responder.respond(answer);
         });
+    }
+}
+
+/// The answer to `request` from `from`, a peer the membership admits.
+async fn answer(
+    shared: &Shared,
+    transport: &QuicTransport,
+    from: PublicKey,
+    request: Request,
+) -> Response {
+    match request {
+        Request::Sync(sync) => {
+            let limit = sync.limit.min(shared.config.sync_limit) as usize;
+            match shared.core.unknown(sync.known, limit).await {
+                Ok(answer) => answer,
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+        // A node about to fast-sync takes no history pushed meanwhile: it would start
+        // ordering from genesis instead.
+        Request::EagerSync(_) if shared.gossip.fast_sync_wanted.load(Ordering::Relaxed) => {
+            Response::Error("fast-syncing: pushes are not taken now".into())
+        }
+        Request::EagerSync(events) => {
+            let count = events.len() as u32;
+            match shared.membership.peer(&from) {
+                Some(peer) => match receive(shared, transport, &peer, events).await {
+                    Ok(()) => Response::EagerSync { accepted: count },
+                    Err(e) => Response::Error(format!("{e:#}")),
+                },
+                None => Response::Error("not a validator".into()),
+            }
+        }
+        Request::FetchEvents(ids) => {
+            let ids = ids.into_iter().take(MAX_FETCH_IDS).collect();
+            match shared.core.fetch(ids).await {
+                Ok(events) => Response::Events(events),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+        Request::FastSync => super::fastsync::offer(shared).await,
+        Request::Join(join) => match shared.core.join(from, join).await {
+            Ok(Ok(status)) => Response::Join(status),
+            Ok(Err(refusal)) => Response::Error(refusal.to_string()),
+            Err(e) => Response::Error(e.to_string()),
+        },
     }
 }
 

@@ -209,12 +209,13 @@ impl MembershipView {
 
     /// The latest description of `key` (history first, then peers.json).
     pub fn peer(&self, key: &PublicKey) -> Option<Peer> {
+        let find = |set: &PeerSet| set.peers().iter().find(|p| p.pub_key == *key).cloned();
         let history = self.history.borrow();
         history
             .iter()
             .rev()
-            .chain(std::iter::once(&(0, self.configured.clone())))
-            .find_map(|(_, set)| set.peers().iter().find(|p| p.pub_key == *key).cloned())
+            .find_map(|(_, set)| find(set))
+            .or_else(|| find(&self.configured))
     }
 
     /// Whom to gossip with: the latest validator set, and the peers of peers.json the history

@@ -130,6 +130,25 @@ impl InboundRequest {
     /// Sends `response` back to the requester. Dropping the request unanswered sends a
     /// [`Response::Error`] instead; answering after the deadline is silently ignored.
     pub fn respond(self, response: Response) {
+        Responder { reply: self.reply }.respond(response);
+    }
+
+    /// The request and the means to answer it, apart: the request's contents (a push's
+    /// events) can then be moved out instead of copied.
+    pub fn into_parts(self) -> (Request, Responder) {
+        (self.request, Responder { reply: self.reply })
+    }
+}
+
+/// Answers one [`InboundRequest`] taken apart by [`InboundRequest::into_parts`].
+#[derive(Debug)]
+pub struct Responder {
+    reply: oneshot::Sender<Response>,
+}
+
+impl Responder {
+    /// Sends `response` back to the requester, as [`InboundRequest::respond`].
+    pub fn respond(self, response: Response) {
         // The stream task may have timed out and gone; nothing to do then.
         let _ = self.reply.send(response);
     }
