@@ -236,20 +236,21 @@ impl fmt::Debug for SecretKey {
     }
 }
 
-/// Parsed public keys by their encoding, shared by the threads that decode events. Bounded:
-/// past [`KeyCache::CAPACITY`] keys it parses without remembering. A pure cache: results are
-/// the same with or without it.
+/// Parsed public keys by their encoding, one per process, shared by the threads that decode
+/// events and messages. Bounded: past [`KeyCache::CAPACITY`] keys it parses without
+/// remembering. A pure cache: results are the same with or without it, so the crate stays
+/// deterministic.
 #[derive(Debug, Default)]
-pub struct KeyCache {
+struct KeyCache {
     keys: std::sync::RwLock<std::collections::HashMap<Vec<u8>, PublicKey>>,
 }
 
 impl KeyCache {
     /// Most keys remembered (validator sets are small; anything beyond is not a validator).
-    pub const CAPACITY: usize = 4096;
+    const CAPACITY: usize = 4096;
 
     /// The parsed key for `bytes`, from the cache or parsed now.
-    pub fn get_or_parse(&self, bytes: &[u8]) -> Result<PublicKey, KeyError> {
+    fn get_or_parse(&self, bytes: &[u8]) -> Result<PublicKey, KeyError> {
         let read = self.keys.read().unwrap_or_else(|p| p.into_inner());
         if let Some(key) = read.get(bytes) {
             return Ok(*key);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha3::{Digest, Sha3_256};
 
-use crate::crypto::{Hash, KeyCache, PublicKey, SecretKey, Signature};
+use crate::crypto::{Hash, PublicKey, SecretKey, Signature};
 use crate::peers::Peer;
 
 /// Upper bound on an encoded event; decoding refuses anything larger before parsing it.
@@ -189,46 +189,6 @@ struct WireEvent {
     signature: Signature,
 }
 
-/// [`WireEvent`] with the creator's key left unparsed, for [`Event::from_bytes_cached`]. Same
-/// fields in the same order, so postcard reads the same bytes the same way.
-#[derive(Deserialize)]
-struct WireEventRawKey {
-    body: WireBodyRawKey,
-    signature: Signature,
-}
-
-#[derive(Deserialize)]
-struct WireBodyRawKey {
-    creator: RawKey,
-    index: u64,
-    self_parent: Option<Hash>,
-    other_parent: Option<Hash>,
-    timestamp: i64,
-    #[serde(with = "byte_lists")]
-    transactions: Vec<Vec<u8>>,
-    internal_transactions: Vec<InternalTransaction>,
-    block_signatures: Vec<BlockSignature>,
-}
-
-/// A public key's encoding, read as [`PublicKey`] reads it in binary formats.
-struct RawKey(Vec<u8>);
-
-impl<'de> Deserialize<'de> for RawKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawKey, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = RawKey;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("public key bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<RawKey, E> {
-                Ok(RawKey(v.to_vec()))
-            }
-        }
-        d.deserialize_bytes(Visitor)
-    }
-}
-
 impl Event {
     /// Builds an event from a body and a signature received from elsewhere (not yet verified).
     pub fn from_parts(body: EventBody, signature: Signature) -> Event {
@@ -277,7 +237,9 @@ impl Event {
     }
 
     /// Decodes a signed event, refusing oversized, malformed and non-canonical input.
-    /// The signature is not checked here: see [`Event::verify`].
+    /// The signature is not checked here: see [`Event::verify`]. The creator's key comes from
+    /// the process's cache of parsed keys (see [`PublicKey`]'s `Deserialize`): parsing a
+    /// compressed key costs about a seventh of a signature check.
     pub fn from_bytes(bytes: &[u8]) -> Result<Event, EventError> {
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge {
@@ -288,39 +250,6 @@ impl Event {
         let wire: WireEvent =
             postcard::from_bytes(bytes).map_err(|e| EventError::Malformed(e.to_string()))?;
         let event = Event::from_parts(wire.body, wire.signature);
-        if event.to_bytes() != bytes {
-            return Err(EventError::NonCanonical);
-        }
-        Ok(event)
-    }
-
-    /// [`Event::from_bytes`], taking the creator's parsed key from `keys` (parsing a
-    /// compressed secp256k1 key costs about a seventh of a signature check). Accepts and
-    /// refuses exactly the inputs [`Event::from_bytes`] does.
-    pub fn from_bytes_cached(bytes: &[u8], keys: &KeyCache) -> Result<Event, EventError> {
-        if bytes.len() > MAX_EVENT_BYTES {
-            return Err(EventError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_EVENT_BYTES,
-            });
-        }
-        let wire: WireEventRawKey =
-            postcard::from_bytes(bytes).map_err(|e| EventError::Malformed(e.to_string()))?;
-        let creator = keys
-            .get_or_parse(&wire.body.creator.0)
-            .map_err(|e| EventError::Malformed(e.to_string()))?;
-        let b = wire.body;
-        let body = EventBody {
-            creator,
-            index: b.index,
-            self_parent: b.self_parent,
-            other_parent: b.other_parent,
-            timestamp: b.timestamp,
-            transactions: b.transactions,
-            internal_transactions: b.internal_transactions,
-            block_signatures: b.block_signatures,
-        };
-        let event = Event::from_parts(body, wire.signature);
         if event.to_bytes() != bytes {
             return Err(EventError::NonCanonical);
         }

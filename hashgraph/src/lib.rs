@@ -16,7 +16,7 @@ pub mod graph;
 pub mod peers;
 
 pub use block::{Block, BlockBody, Frame, FrameEvent, InternalTransactionReceipt, Root};
-pub use crypto::{Hash, KeyCache, KeyError, PublicKey, SecretKey, Signature};
+pub use crypto::{Hash, KeyError, PublicKey, SecretKey, Signature};
 pub use error::{HashgraphError, InsertError};
 pub use event::{
     BlockSignature, Event, EventBody, EventError, InternalTransaction, InternalTransactionBody,

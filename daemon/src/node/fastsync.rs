@@ -109,7 +109,7 @@ async fn from_peer(
     }
     check_signatures(&offer.block, trusted).map_err(Failure::Refused)?;
     let ids: Vec<Hash> = offer.window.iter().map(|e| e.id).collect();
-    let bodies = fetch_bodies(shared, transport, peer, ids).await?;
+    let bodies = fetch_bodies(transport, peer, ids).await?;
     let events = bodies.len();
     let (resumed, snapshot) = tokio::task::spawn_blocking(move || verify_offer(offer, &bodies))
         .await
@@ -202,7 +202,6 @@ pub fn check_signatures(block: &Block, trusted: &PeerSet) -> anyhow::Result<()> 
 
 /// Fetches the bodies of the window's events from `peer`, which may answer in parts.
 async fn fetch_bodies(
-    shared: &Shared,
     transport: &QuicTransport,
     peer: &Peer,
     mut missing: Vec<Hash>,
@@ -227,7 +226,7 @@ async fn fetch_bodies(
         let before = bodies.len();
         for bytes in raw {
             // Signatures are checked with everything else, by `Hashgraph::from_anchor`.
-            let event = Event::from_bytes_cached(&bytes, &shared.keys)
+            let event = Event::from_bytes(&bytes)
                 .context("an undecodable event")
                 .map_err(Failure::Refused)?;
             bodies.insert(event.id(), event);

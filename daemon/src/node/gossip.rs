@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use std::collections::HashMap;
 
-use hashgraph::{Event, Hash, KeyCache, Peer, PublicKey, SecretKey, VerifiedEvent};
+use hashgraph::{Event, Hash, Peer, PublicKey, SecretKey, VerifiedEvent};
 use hearsay_net::wire::{Request, Response, SyncRequest, SyncResponse};
 use hearsay_net::{Inbound, QuicTransport, TransportConfig};
 use rand::seq::SliceRandom;
@@ -100,7 +100,7 @@ pub async fn verify_events(shared: &Shared, raw: Vec<Vec<u8>>) -> Vec<VerifiedEv
         // A sync at low load brings an event or two: checking them here (about 50 µs each)
         // costs less than handing them to a blocking thread and waking this task again.
         // Large events (hashing their transactions takes longer) still go to the pool.
-        let checked = verify_all(raw, &shared.keys, &shared.recent_ids);
+        let checked = verify_all(raw, &shared.recent_ids);
         return checked.report(stats);
     }
     let chunk = raw.len().div_ceil(verify_workers()).max(16);
@@ -109,10 +109,9 @@ pub async fn verify_events(shared: &Shared, raw: Vec<Vec<u8>>) -> Vec<VerifiedEv
     while !raw.is_empty() {
         let rest = raw.split_off(chunk.min(raw.len()));
         let part = std::mem::replace(&mut raw, rest);
-        let keys = Arc::clone(&shared.keys);
         let recent = Arc::clone(&shared.recent_ids);
         jobs.push(tokio::task::spawn_blocking(move || {
-            verify_all(part, &keys, &recent)
+            verify_all(part, &recent)
         }));
     }
     let mut out = Vec::new();
@@ -164,11 +163,11 @@ impl Checked {
 }
 
 /// Decodes `raw`, drops the events the DAG holds already and verifies the others.
-fn verify_all(raw: Vec<Vec<u8>>, keys: &KeyCache, recent: &RecentIds) -> Checked {
+fn verify_all(raw: Vec<Vec<u8>>, recent: &RecentIds) -> Checked {
     let mut bad = 0u64;
     let mut decoded = Vec::with_capacity(raw.len());
     for bytes in raw {
-        match Event::from_bytes_cached(&bytes, keys) {
+        match Event::from_bytes(&bytes) {
             Ok(event) => decoded.push(event),
             Err(e) => {
                 bad += 1;
@@ -735,7 +734,7 @@ mod tests {
             forged(&third),
             b"not an event".to_vec(),
         ];
-        let checked = verify_all(raw, &KeyCache::default(), &recent);
+        let checked = verify_all(raw, &recent);
         // The held one is dropped before its (bad) signature is looked at; the forged copy of
         // an unheld event and the garbage are refused; the good one passes.
         assert_eq!(checked.duplicate, 1);

@@ -75,8 +75,6 @@ pub struct Shared {
     pub wake: Arc<tokio::sync::Notify>,
     /// The store, for its memory figures in `/metrics`.
     pub store: Arc<dyn crate::store::Store>,
-    /// Parsed public keys, shared by the signature-checking threads.
-    pub keys: Arc<hashgraph::KeyCache>,
     /// Ids of the events the core inserted lately: copies received again are dropped before
     /// their signatures are checked.
     pub recent_ids: Arc<recent_ids::RecentIds>,
@@ -371,7 +369,6 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         gossip: gossip_stats,
         state: state_rx,
         wake: Arc::clone(&wake),
-        keys: Arc::new(hashgraph::KeyCache::default()),
         recent_ids,
         store: Arc::clone(&store),
     });
