@@ -183,7 +183,7 @@ fn is_anchored(set: &PeerSet, block: &Block) -> bool {
 /// Adds `signer`'s `signature` to `block`, whose validators are `set`. Until the block is
 /// anchored each signature is checked first, so that an anchored block is one that more than a
 /// third of its validators validly signed. After that the rest are kept unchecked, and checked
-/// when the block is read for someone ([`Core::block_checked`]): one signature of the three
+/// when the block is read for someone ([`without_bad_signatures`]): one signature of the three
 /// others' was all the anchor needed with four validators, and checking them all took 3.9% of
 /// the machine's CPU at a 1 ms heartbeat, on the consensus task. Only the signer can put its
 /// signature in an event (events are checked), so an unchecked one is at worst its own lie.
@@ -203,6 +203,30 @@ fn add_signature_to(
     }
     block.signatures.insert(signer, signature);
     true
+}
+
+/// `blocks` as someone else may see them (the HTTP service, a fast-syncing node): without the
+/// signatures that do not check (see [`add_signature_to`]). Checked on the blocking pool: a
+/// call may hash up to fifty block bodies and check every validator's signature of each, which
+/// must not hold up the consensus task or an async thread.
+async fn without_bad_signatures(blocks: Vec<Block>) -> Vec<Block> {
+    let checking = tokio::task::spawn_blocking(move || {
+        blocks
+            .into_iter()
+            .map(|mut block| {
+                let body_hash = block.body.hash();
+                drop_bad_signatures(&mut block, &body_hash);
+                block
+            })
+            .collect()
+    });
+    match checking.await {
+        Ok(blocks) => blocks,
+        Err(e) => {
+            tracing::error!(error = %e, "checking blocks' signatures failed");
+            Vec::new()
+        }
+    }
 }
 
 /// Removes from `block`, whose body hashes to `body_hash`, the signatures that do not check.
@@ -497,12 +521,14 @@ impl CoreHandle {
 
     /// Blocks from `start`.
     pub async fn blocks(&self, start: u64, count: usize) -> Result<Vec<Block>, CoreGone> {
-        self.ask(|reply| Command::Blocks {
-            start,
-            count,
-            reply,
-        })
-        .await
+        let blocks = self
+            .ask(|reply| Command::Blocks {
+                start,
+                count,
+                reply,
+            })
+            .await?;
+        Ok(without_bad_signatures(blocks).await)
     }
 
     /// The recent DAG, at most `limit` events.
@@ -517,7 +543,24 @@ impl CoreHandle {
 
     /// The latest anchored block to serve a fast-sync from, or why there is none.
     pub async fn anchor(&self) -> Result<Result<Anchor, String>, CoreGone> {
-        self.ask(Command::Anchor).await
+        let anchor = match self.ask(Command::Anchor).await? {
+            Ok(anchor) => anchor,
+            Err(why) => return Ok(Err(why)),
+        };
+        let Anchor {
+            block,
+            frame,
+            window,
+        } = anchor;
+        Ok(without_bad_signatures(vec![block])
+            .await
+            .pop()
+            .map(|block| Anchor {
+                block,
+                frame,
+                window,
+            })
+            .ok_or_else(|| "the anchored block could not be checked".to_string()))
     }
 
     /// Resumes the node at an anchored block (fast-sync); returns the block's index.
@@ -854,7 +897,7 @@ impl Core {
                 reply,
             } => {
                 let end = start.saturating_add(count as u64).min(self.block_count());
-                let blocks = (start..end).filter_map(|i| self.block_checked(i)).collect();
+                let blocks = (start..end).filter_map(|i| self.block(i)).collect();
                 let _ = reply.send(blocks);
             }
             Command::History(reply) => {
@@ -1238,24 +1281,6 @@ impl Core {
         }
     }
 
-    /// A block for someone else to see (the HTTP service, a fast-syncing node): from memory
-    /// or the store, without the signatures that do not check (see [`add_signature_to`]).
-    fn block_checked(&self, index: u64) -> Option<Block> {
-        let (mut block, body_hash) = match index.checked_sub(self.recent_base) {
-            Some(i) => {
-                let recent = self.recent.get(usize::try_from(i).ok()?)?;
-                (recent.block.clone(), recent.body_hash)
-            }
-            None => {
-                let block = self.store.block(index).ok().flatten()?;
-                let body_hash = block.body.hash();
-                (block, body_hash)
-            }
-        };
-        drop_bad_signatures(&mut block, &body_hash);
-        Some(block)
-    }
-
     /// A block from memory or, if older, from the store.
     fn block(&self, index: u64) -> Option<Block> {
         match index.checked_sub(self.recent_base) {
@@ -1459,7 +1484,7 @@ impl Core {
             .last_anchored
             .ok_or("no block is anchored here yet (signatures still to come)")?;
         let block = self
-            .block_checked(index)
+            .block(index)
             .ok_or_else(|| format!("anchored block {index} is not in the store"))?;
         let frame = self
             .store
@@ -1706,8 +1731,8 @@ mod tests {
     use super::*;
     use hashgraph::{BlockBody, Peer};
 
-    #[test]
-    fn signatures_are_checked_until_the_block_is_anchored_and_on_reading_after() {
+    #[tokio::test]
+    async fn signatures_are_checked_until_the_block_is_anchored_and_on_reading_after() {
         let keys: Vec<SecretKey> = (0..4u8).map(|i| SecretKey::from_seed(&[i; 8])).collect();
         let set = PeerSet::new(
             keys.iter()
@@ -1748,7 +1773,7 @@ mod tests {
         assert!(add_signature_to(&mut block, &set, &ours, key(3), valid(3)));
         assert!(!add_signature_to(&mut block, &set, &ours, key(3), valid(3)));
         // Read for someone, the block shows only the signatures that check.
-        drop_bad_signatures(&mut block, &body_hash);
+        let block = without_bad_signatures(vec![block]).await.remove(0);
         let signers: Vec<PublicKey> = block.signatures.keys().copied().collect();
         let mut expected = vec![key(0), key(1), key(3)];
         expected.sort();
