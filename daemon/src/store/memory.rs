@@ -25,6 +25,9 @@ struct Inner {
     pending: BTreeMap<u64, Vec<u8>>,
     /// (creator, index) → position of the first event held there.
     by_creator: BTreeMap<(PublicKey, u64), u64>,
+    /// (creator, index, position) of the other events held at an index: fork branches and
+    /// our abandoned events.
+    branches: std::collections::BTreeSet<(PublicKey, u64, u64)>,
     checkpoint: Option<(Vec<u8>, u64)>,
     resubmitted: std::collections::HashSet<Hash>,
     pruned: HashMap<PublicKey, u64>,
@@ -41,9 +44,16 @@ impl Inner {
     fn add(&mut self, event: &Event) {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.events.entry(event.id()) {
             slot.insert(event.clone());
-            self.by_creator
-                .entry((*event.creator(), event.index()))
-                .or_insert(self.order.len() as u64);
+            let position = self.order.len() as u64;
+            let at = (*event.creator(), event.index());
+            match self.by_creator.entry(at) {
+                std::collections::btree_map::Entry::Occupied(_) => {
+                    self.branches.insert((at.0, at.1, position));
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(position);
+                }
+            }
             self.order.push(event.id());
         }
     }
@@ -118,7 +128,9 @@ impl Store for MemoryStore {
         let abandoned = inner.own.split_off(&index);
         for (i, id) in abandoned {
             if let Some(creator) = inner.events.get(&id).map(|e| *e.creator()) {
-                inner.by_creator.remove(&(creator, i));
+                if let Some(position) = inner.by_creator.remove(&(creator, i)) {
+                    inner.branches.insert((creator, i, position));
+                }
             }
         }
         Ok(())
@@ -176,6 +188,17 @@ impl Store for MemoryStore {
                     }
                     pruned += 1;
                 }
+            }
+            let branches: Vec<(PublicKey, u64, u64)> = inner
+                .branches
+                .range((*creator, done, 0)..(*creator, *floor, 0))
+                .copied()
+                .collect();
+            for branch in branches {
+                inner.branches.remove(&branch);
+                let id = inner.order[branch.2 as usize];
+                inner.events.remove(&id);
+                pruned += 1;
             }
             inner.pruned.insert(*creator, *floor);
         }

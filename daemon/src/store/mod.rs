@@ -116,8 +116,8 @@ pub trait Store: Send + Sync {
     fn put_checkpoint(&self, checkpoint: &[u8], events: u64) -> Result<(), StoreError>;
     /// The last checkpoint and the number of events it covers.
     fn checkpoint(&self) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
-    /// Deletes, per creator, the events held first at indices below its floor (fork branches
-    /// stay), and remembers the floors; returns how many events went.
+    /// Deletes, per creator, the events at indices below its floor (fork branches and our
+    /// abandoned events among them), and remembers the floors; returns how many events went.
     fn prune_below(&self, floors: &[(PublicKey, u64)]) -> Result<u64, StoreError>;
     /// Below which index `creator`'s events were pruned (0 if none were).
     fn pruned_below(&self, creator: &PublicKey) -> Result<u64, StoreError>;
@@ -323,6 +323,16 @@ pub(crate) mod suite {
             .collect();
         assert_eq!(mine, [m1_again.id()]);
         assert_eq!(store.event(&m1.id()).unwrap(), Some(m1.clone()));
+
+        // Pruning past them takes the fork branch and the abandoned event too.
+        assert_eq!(store.prune_below(&[(other.public_key(), 2)]).unwrap(), 2);
+        assert_eq!(store.event(&a1.id()).unwrap(), None);
+        assert_eq!(store.event(&fork.id()).unwrap(), None);
+        assert_eq!(store.prune_below(&[(me.public_key(), 2)]).unwrap(), 2);
+        assert_eq!(store.event(&m1.id()).unwrap(), None);
+        assert_eq!(store.event(&m1_again.id()).unwrap(), None);
+        assert!(store.events_from(0, 10).unwrap().is_empty());
+        assert_eq!(store.event_count().unwrap(), 6);
 
         // Checkpoints: the last one wins.
         assert_eq!(store.checkpoint().unwrap(), None);

@@ -51,6 +51,15 @@ fn creator_key(creator: &hashgraph::PublicKey, index: u64) -> Vec<u8> {
     key(b'i', &rest)
 }
 
+/// An event held at `index` after another one took the index (a fork branch, or our own
+/// abandoned event), stored at `position`: what lets pruning find it.
+fn branch_key(creator: &hashgraph::PublicKey, index: u64, position: u64) -> Vec<u8> {
+    let mut rest = creator.to_compressed().to_vec();
+    rest.extend_from_slice(&index.to_be_bytes());
+    rest.extend_from_slice(&position.to_be_bytes());
+    key(b'k', &rest)
+}
+
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(prefix);
@@ -285,10 +294,13 @@ impl RocksStore {
             batch.put_cf(self.bodies(), &event_key, event.to_bytes());
             batch.put(num_key(b'o', next), id.0);
             let by_creator = creator_key(event.creator(), event.index());
-            // The first event held at an index keeps it; a fork branch is reachable by id.
+            // The first event held at an index keeps it; a fork branch is reachable by id, and
+            // listed for pruning.
             if seen_at.insert((*event.creator(), event.index())) && self.get(&by_creator)?.is_none()
             {
                 batch.put(by_creator, next.to_be_bytes());
+            } else {
+                batch.put(branch_key(event.creator(), event.index(), next), []);
             }
             next += 1;
         }
@@ -304,6 +316,23 @@ impl RocksStore {
     }
 
     /// Values of the keys with `prefix`, from `start` (the part after the prefix), ascending.
+    /// The entries of the default family from `start` up to `end` (excluded) whose keys are
+    /// as long as `end` (keys of one kind; both bounds of that kind).
+    fn between(&self, start: &[u8], end: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if k.as_ref() >= end || k.len() != end.len() {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn scan(&self, prefix: u8, start: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
         let from = key(prefix, start);
         let mut out = Vec::new();
@@ -466,7 +495,13 @@ impl Store for RocksStore {
         for (k, id) in self.scan(b's', &index.to_be_bytes(), usize::MAX)? {
             batch.delete(key(b's', &k));
             if let Some(event) = self.event_by_id_bytes(&id)? {
-                batch.delete(creator_key(event.creator(), event.index()));
+                let by_creator = creator_key(event.creator(), event.index());
+                // The body stays reachable by id, and is listed for pruning like a fork branch.
+                if let Some(position) = self.get(&by_creator)? {
+                    let branch = branch_key(event.creator(), event.index(), u64_of(&position)?);
+                    batch.put(branch, []);
+                }
+                batch.delete(by_creator);
             }
         }
         self.write(batch, true)
@@ -540,16 +575,8 @@ impl Store for RocksStore {
             if *floor <= done {
                 continue;
             }
-            let start = creator_key(creator, done);
-            let end = creator_key(creator, *floor);
-            for item in self
-                .db
-                .iterator(IteratorMode::From(&start, Direction::Forward))
-            {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                if k.as_ref() >= end.as_slice() || k.len() != end.len() {
-                    break;
-                }
+            let held = self.between(&creator_key(creator, done), &creator_key(creator, *floor))?;
+            for (k, v) in held {
                 let order_key = num_key(b'o', u64_of(&v)?);
                 if let Some(id) = self.get(&order_key)? {
                     batch.delete_cf(self.bodies(), key(b'e', &id));
@@ -559,6 +586,21 @@ impl Store for RocksStore {
                     if self.get(&own_key)?.as_deref() == Some(id.as_slice()) {
                         batch.delete(own_key);
                     }
+                }
+                batch.delete(order_key);
+                batch.delete(k);
+                pruned += 1;
+            }
+            // Fork branches and abandoned events below the floor go too (a forker's branches
+            // would otherwise stay on disk for good).
+            let branches = self.between(
+                &branch_key(creator, done, 0),
+                &branch_key(creator, *floor, 0),
+            )?;
+            for (k, _) in branches {
+                let order_key = num_key(b'o', u64_of(&k[k.len() - 8..])?);
+                if let Some(id) = self.get(&order_key)? {
+                    batch.delete_cf(self.bodies(), key(b'e', &id));
                 }
                 batch.delete(order_key);
                 batch.delete(k);
@@ -721,10 +763,12 @@ mod tests {
         }
         let store = RocksStore::open(&path).unwrap();
         // The suite stores four events, a fork branch and an own event that replaced an
-        // abandoned one (which keeps its place in acceptance order).
+        // abandoned one (which keeps its place in acceptance order), and prunes them all,
+        // our head among them.
         assert_eq!(store.event_count().unwrap(), 6);
+        assert!(store.events_from(0, 10).unwrap().is_empty());
         assert!(store.checkpoint().unwrap().is_some());
-        assert_eq!(store.self_head().unwrap().map(|(i, _)| i), Some(1));
+        assert_eq!(store.self_head().unwrap(), None);
         assert_eq!(store.last_block_index().unwrap(), Some(0));
         assert_eq!(store.app_acknowledged().unwrap(), Some(0));
         assert_eq!(store.peer_sets().unwrap().len(), 2);
