@@ -87,13 +87,12 @@ pub fn bind(config: &Config, key: &SecretKey) -> anyhow::Result<(QuicTransport, 
     )
 }
 
-/// Decodes and verifies events off the async threads, in parallel; those the DAG already
-/// holds are dropped unchecked.
-pub async fn verify_events(shared: &Shared, raw: Vec<Vec<u8>>) -> Vec<VerifiedEvent> {
+/// Decodes and verifies events that `from` sent, off the async threads, in parallel; those
+/// the DAG already holds are dropped unchecked.
+pub async fn verify_events(shared: &Shared, from: &Peer, raw: Vec<Vec<u8>>) -> Vec<VerifiedEvent> {
     if raw.is_empty() {
         return Vec::new();
     }
-    let stats = &shared.gossip;
     if raw.len() <= INLINE_VERIFY_MAX
         && raw.iter().map(Vec::len).sum::<usize>() <= INLINE_VERIFY_BYTES
     {
@@ -101,7 +100,7 @@ pub async fn verify_events(shared: &Shared, raw: Vec<Vec<u8>>) -> Vec<VerifiedEv
         // costs less than handing them to a blocking thread and waking this task again.
         // Large events (hashing their transactions takes longer) still go to the pool.
         let checked = verify_all(raw, &shared.recent_ids);
-        return checked.report(stats);
+        return checked.report(shared, from);
     }
     let chunk = raw.len().div_ceil(verify_workers()).max(16);
     let mut jobs = Vec::new();
@@ -117,7 +116,7 @@ pub async fn verify_events(shared: &Shared, raw: Vec<Vec<u8>>) -> Vec<VerifiedEv
     let mut out = Vec::new();
     for job in jobs {
         if let Ok(checked) = job.await {
-            out.extend(checked.report(stats));
+            out.extend(checked.report(shared, from));
         }
     }
     out
@@ -146,17 +145,23 @@ struct Checked {
 }
 
 impl Checked {
-    /// Counts what was dropped (and warns of bad events); the good events.
-    fn report(self, stats: &GossipStats) -> Vec<VerifiedEvent> {
+    /// Counts what was dropped and warns of bad events from `from` (at most once a minute per
+    /// peer: a Byzantine validator must not fill the log); the good events.
+    fn report(self, shared: &Shared, from: &Peer) -> Vec<VerifiedEvent> {
+        let stats = &shared.gossip;
         stats
             .events_duplicate
             .fetch_add(self.duplicate, Ordering::Relaxed);
         if self.bad > 0 {
             stats.events_rejected.fetch_add(self.bad, Ordering::Relaxed);
-            tracing::warn!(
-                count = self.bad,
-                "peer sent events that fail decoding or signature checks"
-            );
+            if let Some(held_back) = shared.bad_event_warnings.check(&from.pub_key) {
+                tracing::warn!(
+                    peer = %from.moniker,
+                    count = self.bad,
+                    held_back,
+                    "peer sent events that fail decoding or signature checks"
+                );
+            }
         }
         self.ok
     }
@@ -465,7 +470,7 @@ async fn sync_with(
         .find(|(creator, _)| *creator == shared.me)
         .map_or(0, |(_, count)| *count);
     let limit = shared.config.sync_limit as usize;
-    let verified = verify_events(shared, events).await;
+    let verified = verify_events(shared, peer, events).await;
     // Usually no parent is missing, and inserting, creating our event and listing what the
     // peer lacks take one round trip to the core.
     let then = ThenCreate {
@@ -559,7 +564,7 @@ async fn receive(
     peer: &Peer,
     events: Vec<Vec<u8>>,
 ) -> anyhow::Result<()> {
-    let verified = verify_events(shared, events).await;
+    let verified = verify_events(shared, peer, events).await;
     let summary = shared.core.insert(verified).await?;
     shared
         .gossip
@@ -597,7 +602,7 @@ async fn fetch_missing(
         if fetched.is_empty() {
             break;
         }
-        let verified = verify_events(shared, fetched).await;
+        let verified = verify_events(shared, peer, fetched).await;
         summary = shared.core.insert(verified).await?;
         shared
             .gossip

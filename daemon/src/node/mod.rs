@@ -78,6 +78,8 @@ pub struct Shared {
     /// Ids of the events the core inserted lately: copies received again are dropped before
     /// their signatures are checked.
     pub recent_ids: Arc<recent_ids::RecentIds>,
+    /// Warnings of peers' bad events, at most one a minute per peer.
+    pub bad_event_warnings: hearsay_net::WarnLimiter<PublicKey>,
 }
 
 /// Where blocks go.
@@ -370,6 +372,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         state: state_rx,
         wake: Arc::clone(&wake),
         recent_ids,
+        bad_event_warnings: hearsay_net::WarnLimiter::new(std::time::Duration::from_secs(60)),
         store: Arc::clone(&store),
     });
 

@@ -27,8 +27,9 @@
 //! connection and reads one [`Response`] frame back. Inbound requests reach the host through
 //! [`Inbound`], a bounded queue: when the host falls behind, streams wait (and QUIC flow control
 //! pushes back on the peers) instead of memory growing. A malformed or oversized request gets
-//! its stream stopped and a [`Response::Error`], and is logged with `warn!`; the connection and
-//! everyone else are served on.
+//! its stream stopped and a [`Response::Error`], and is logged with `warn!` (at most once a
+//! minute per peer, as failed handshakes are once a minute in all: see [`crate::limit`]); the
+//! connection and everyone else are served on.
 
 mod frame;
 pub(crate) mod handshake;
@@ -38,6 +39,7 @@ mod tls;
 mod tests;
 
 use crate::error::NetError;
+use crate::limit::WarnLimiter;
 use crate::wire::{
     encode_frame, Request, Response, WireError, FRAME_HEADER_BYTES, MAX_FRAME_BYTES,
 };
@@ -204,7 +206,14 @@ struct Shared {
     authorizer: Authorizer,
     config: TransportConfig,
     accepted: AtomicU64,
+    /// Failed handshakes, which anyone who reaches the port can cause: one warning a minute.
+    handshake_warnings: WarnLimiter<()>,
+    /// Bad request frames, per peer: one warning a minute each.
+    frame_warnings: WarnLimiter<PublicKey>,
 }
+
+/// How often a warning a sender can repeat at will is logged.
+const WARN_PERIOD: Duration = Duration::from_secs(60);
 
 /// One peer's outbound state: its pooled connection and the RPC permits.
 struct PeerSlot {
@@ -249,6 +258,8 @@ impl QuicTransport {
             authorizer,
             config,
             accepted: AtomicU64::new(0),
+            handshake_warnings: WarnLimiter::new(WARN_PERIOD),
+            frame_warnings: WarnLimiter::new(WARN_PERIOD),
         });
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), tx));
         let inner = Arc::new(Inner {
@@ -476,12 +487,16 @@ async fn serve_connection(
     let peer = match timeout(deadline, handshake::server(&conn, &shared.key, authorize)).await {
         Ok(Ok(peer)) => peer,
         Ok(Err(refusal)) => {
-            warn!(target: "net::quic", %remote, reason = %refusal.reason, "handshake refused");
+            if let Some(held_back) = shared.handshake_warnings.check(&()) {
+                warn!(target: "net::quic", %remote, reason = %refusal.reason, held_back, "handshake refused");
+            }
             conn.close(refusal.code.into(), refusal.reason.as_bytes());
             return;
         }
         Err(_) => {
-            warn!(target: "net::quic", %remote, "handshake timed out");
+            if let Some(held_back) = shared.handshake_warnings.check(&()) {
+                warn!(target: "net::quic", %remote, held_back, "handshake timed out");
+            }
             conn.close(codes::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
             return;
         }
@@ -536,7 +551,9 @@ impl InboundStream {
             Ok(request) => request,
             Err(e @ (NetError::Wire(_) | NetError::UnexpectedEnd)) => {
                 let peer = self.from;
-                warn!(target: "net::quic", %peer, error = %e, "refused a bad request frame");
+                if let Some(held_back) = self.shared.frame_warnings.check(&peer) {
+                    warn!(target: "net::quic", %peer, error = %e, held_back, "refused a bad request frame");
+                }
                 let _ = recv.stop(codes::BAD_FRAME.into());
                 return respond(send, &Response::Error(format!("bad request: {e}")), max).await;
             }
