@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -251,6 +251,9 @@ pub(crate) async fn serve<D: Dispatch>(
 ) {
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let mut connections = JoinSet::new();
+    // Any local process can open connections at will: the warnings go out once a minute.
+    let mut over_limit = Throttle::default();
+    let mut accept_failed = Throttle::default();
     loop {
         tokio::select! {
             biased;
@@ -258,7 +261,9 @@ pub(crate) async fn serve<D: Dispatch>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        warn!(%peer, max = config.max_connections, "too many connections; refusing");
+                        if let Some(held_back) = over_limit.check(Instant::now()) {
+                            warn!(%peer, max = config.max_connections, held_back, "too many connections; refusing");
+                        }
                         refuse(stream);
                         continue;
                     };
@@ -270,9 +275,36 @@ pub(crate) async fn serve<D: Dispatch>(
                 }
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
+                    if let Some(held_back) = accept_failed.check(Instant::now()) {
+                        warn!(error = %e, held_back, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+            }
+        }
+    }
+}
+
+/// One warning a minute of a kind that repeats, with the count of those held back since.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    const PERIOD: Duration = Duration::from_secs(60);
+
+    /// `Some(held_back)` if a warning may go out at `now`.
+    fn check(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < Self::PERIOD => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
             }
         }
     }
@@ -396,4 +428,22 @@ async fn linger_close(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_warning_goes_out_once_a_minute_with_the_count_held_back() {
+        let mut throttle = Throttle::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_eq!(throttle.check(at(0)), Some(0));
+        assert_eq!(throttle.check(at(1)), None);
+        assert_eq!(throttle.check(at(30)), None);
+        assert_eq!(throttle.check(at(60)), Some(2));
+        assert_eq!(throttle.check(at(61)), None);
+        assert_eq!(throttle.check(at(500)), Some(1));
+    }
 }
