@@ -943,3 +943,94 @@ async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_fast_syncs() {
         "an event below the pruning floor {floor} is still stored"
     );
 }
+
+/// A validator that lies about being far ahead (answering syncs with a full answer of garbage
+/// events and a known map of a million events each, or that it pruned what they lack) makes
+/// the honest nodes with `--fast-sync` try a fast-sync, which finds no anchored block ahead of
+/// them: they go on gossiping and ordering instead of fast-syncing for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_claiming_the_others_are_far_behind_cannot_stop_them() {
+    let mut net = Network::create(4).await;
+    let key3 = hashgraph::SecretKey::from_hex(
+        &std::fs::read_to_string(net.nodes[3].datadir.join("priv_key")).unwrap(),
+    )
+    .unwrap();
+    let validators: Vec<hashgraph::PublicKey> =
+        net.nodes.iter().map(|n| peer_key(&n.pubkey)).collect();
+    let (liar, mut inbound) = hearsay_net::QuicTransport::bind(
+        net.nodes[3].listen,
+        key3,
+        std::sync::Arc::new(|_: &hashgraph::PublicKey| true),
+        hearsay_net::TransportConfig::default(),
+    )
+    .unwrap();
+    let claims = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = std::sync::Arc::clone(&claims);
+    let serving = tokio::spawn(async move {
+        while let Some(request) = inbound.recv().await {
+            let answer = match &request.request {
+                hearsay_net::Request::Sync(sync) => {
+                    let n = counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n % 2 == 0 {
+                        hearsay_net::Response::Sync(hearsay_net::SyncResponse {
+                            events: vec![vec![0]; sync.limit as usize],
+                            known: validators.iter().map(|k| (*k, 1_000_000)).collect(),
+                            more: true,
+                        })
+                    } else {
+                        hearsay_net::Response::Pruned {
+                            creator: validators[0],
+                            below: 1_000_000,
+                        }
+                    }
+                }
+                hearsay_net::Request::EagerSync(events) => hearsay_net::Response::EagerSync {
+                    accepted: events.len() as u32,
+                },
+                _ => hearsay_net::Response::Error("nothing here".into()),
+            };
+            request.respond(answer);
+        }
+    });
+    for i in 0..3 {
+        net.start_with(i, &["--fast-sync"]);
+    }
+    // The liar is heard, and every honest node tries a fast-sync, finds no anchored block
+    // ahead of it, and goes on. (Before, a node stayed in fast-sync for good.)
+    let heard = |net: &Network, i: usize| {
+        std::fs::read_to_string(net.log_path(i))
+            .unwrap_or_default()
+            .contains("fast-sync found no anchored block ahead of this node's: gossip goes on")
+    };
+    let warm_up = submit_everywhere_but(&net, 3, "before", 30).await;
+    let warm_up: HashSet<String> = warm_up.into_iter().collect();
+    net.wait_for(
+        "every honest node to hear the liar and go on",
+        Duration::from_secs(60),
+        |net| (0..3).all(|i| heard(net, i)),
+    )
+    .await;
+    assert!(claims.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    let sent = submit_everywhere_but(&net, 3, "despite-the-liar", 300).await;
+    let wanted: HashSet<String> = sent.into_iter().chain(warm_up).collect();
+    net.wait_for(
+        "the honest nodes to order every transaction",
+        Duration::from_secs(90),
+        |net| {
+            net.apps[..3]
+                .iter()
+                .all(|a| has_all(&a.transactions(), &wanted))
+        },
+    )
+    .await;
+    for i in 0..3 {
+        let (_, metrics) = http_get(net.nodes[i].service_listen, "/metrics").unwrap();
+        assert!(
+            metrics.lines().any(|l| l == "hearsay_fast_syncs_total 0"),
+            "node {i}:\n{metrics}"
+        );
+        assert_eq!(net.stats(i)["needs_fast_sync"], "false", "node {i}");
+    }
+    liar.close().await;
+    serving.abort();
+}

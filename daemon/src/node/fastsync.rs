@@ -37,21 +37,49 @@ enum Failure {
     /// The peer has nothing to offer now (no anchored block yet, unreachable…).
     #[error("{0}")]
     Unavailable(String),
+    /// The peer's anchored block (validly signed) is behind the blocks this node committed.
+    #[error("{0}")]
+    NotAhead(String),
     /// The answer is forged or inconsistent.
     #[error("{0:#}")]
     Refused(anyhow::Error),
 }
 
+/// Why a fast-sync did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum FastSyncFailed {
+    /// No peer offered an anchored block ahead of this node's blocks, and at least one showed
+    /// a validly signed one behind them: this node is not behind.
+    #[error("no peer's anchored block is ahead of this node's: {0}")]
+    NotBehind(String),
+    /// No usable answer; the reasons, peer by peer.
+    #[error("no usable fast-sync answer: {0}")]
+    NoAnswer(String),
+}
+
 /// Resumes the node at the latest anchored block one of its peers offers; returns the block's
-/// index. Fails, naming each peer's reason, if no peer gave a usable answer.
-pub async fn fast_sync(shared: &Shared, transport: &QuicTransport) -> anyhow::Result<u64> {
+/// index. Fails, naming each peer's reason, if no peer gave a usable answer. `claimed`: only a
+/// peer's word says this node is behind, so only a block it has not committed will do (a
+/// fast-sync of our own events missing from the last window may resume at the block we stand
+/// at).
+pub async fn fast_sync(
+    shared: &Shared,
+    transport: &QuicTransport,
+    claimed: bool,
+) -> Result<u64, FastSyncFailed> {
     let trusted = shared.membership.latest();
     let mut peers = shared.membership.gossip_targets(&shared.me);
     peers.shuffle(&mut rand::thread_rng());
     let mut reasons = Vec::new();
+    let mut not_ahead = 0;
     for peer in &peers {
-        match from_peer(shared, transport, peer, &trusted).await {
+        match from_peer(shared, transport, peer, &trusted, claimed).await {
             Ok(index) => return Ok(index),
+            Err(Failure::NotAhead(reason)) => {
+                tracing::debug!(peer = %peer.moniker, %reason, "no fast-sync answer ahead of us");
+                not_ahead += 1;
+                reasons.push(format!("{}: {reason}", peer.moniker));
+            }
             Err(Failure::Unavailable(reason)) => {
                 tracing::debug!(peer = %peer.moniker, %reason, "no fast-sync answer");
                 reasons.push(format!("{}: {reason}", peer.moniker));
@@ -67,9 +95,14 @@ pub async fn fast_sync(shared: &Shared, transport: &QuicTransport) -> anyhow::Re
         }
     }
     if reasons.is_empty() {
-        bail!("no peer to fast-sync from");
+        return Err(FastSyncFailed::NoAnswer("no peer to fast-sync from".into()));
     }
-    bail!("no usable fast-sync answer: {}", reasons.join("; "))
+    // Forged answers count for nothing either way: a liar cannot keep us waiting by answering
+    // with garbage instead of an old anchored block.
+    if not_ahead > 0 {
+        return Err(FastSyncFailed::NotBehind(reasons.join("; ")));
+    }
+    Err(FastSyncFailed::NoAnswer(reasons.join("; ")))
 }
 
 async fn from_peer(
@@ -77,6 +110,7 @@ async fn from_peer(
     transport: &QuicTransport,
     peer: &Peer,
     trusted: &PeerSet,
+    claimed: bool,
 ) -> Result<u64, Failure> {
     let unavailable = |e: anyhow::Error| Failure::Unavailable(format!("{e:#}"));
     let addr = peer_addr(peer).map_err(unavailable)?;
@@ -100,14 +134,16 @@ async fn from_peer(
         .await
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .blocks_committed;
-    if index + 1 < ours {
+    // Checked first, so that only a block the validators signed can show that we are not
+    // behind.
+    check_signatures(&offer.block, trusted).map_err(Failure::Refused)?;
+    if index + 1 < ours || (claimed && index < ours) {
         // Going back would only hand the app blocks it has again. The block we stand at is
-        // fine: a fast-sync again from a window that holds our own latest events.
-        return Err(Failure::Unavailable(format!(
+        // fine for a fast-sync again from a window that holds our own latest events.
+        return Err(Failure::NotAhead(format!(
             "its anchored block {index} is behind ours ({ours} committed)"
         )));
     }
-    check_signatures(&offer.block, trusted).map_err(Failure::Refused)?;
     let ids: Vec<Hash> = offer.window.iter().map(|e| e.id).collect();
     let bodies = fetch_bodies(transport, peer, ids).await?;
     let events = bodies.len();

@@ -9,8 +9,8 @@
 //! signatures checked in parallel on the blocking pool (the one or two small events of a quiet
 //! sync on the gossip task itself, which is cheaper than the hand-over).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -34,6 +34,9 @@ const MAX_FETCH_ROUNDS: usize = 8;
 const MAX_FETCH_IDS: usize = 10_000;
 /// Pause after a fast-sync that found no usable answer.
 const FAST_SYNC_RETRY: Duration = Duration::from_secs(1);
+/// How long claims that this node is far behind are not acted on after one that no anchored
+/// block bore out.
+const FALSE_ALARM_PAUSE: Duration = Duration::from_secs(60);
 
 /// Gossip counters for `/stats` and `/metrics`.
 #[derive(Default, Debug)]
@@ -56,15 +59,51 @@ pub struct GossipStats {
     pub events_duplicate: AtomicU64,
     /// A peer answered that it has pruned history this node lacks: it cannot catch up by
     /// gossip and needs fast-sync.
-    pub needs_fast_sync: std::sync::atomic::AtomicBool,
+    pub needs_fast_sync: AtomicBool,
     /// With `--fast-sync`: the gossip loop fast-syncs before its next sync (a joiner just
     /// accepted, or peers pruned what we lack).
-    pub fast_sync_wanted: std::sync::atomic::AtomicBool,
+    pub fast_sync_wanted: AtomicBool,
     /// Fast-syncs completed.
     pub fast_syncs: AtomicU64,
     /// Events per consensus round lately, as the core measures it (0 until it has): turns
     /// the events a peer has and we lack into rounds behind.
     pub events_per_round: Arc<AtomicU64>,
+    /// Until when peers' claims that this node is far behind (their known maps, `Pruned`
+    /// answers) are not acted on: set after one that no anchored block bore out, so that a
+    /// lying peer cannot keep this node fast-syncing instead of gossiping.
+    claims_ignored_until: Mutex<Option<Instant>>,
+    /// The fast-sync wanted was asked for by such a claim (not by a join or by our own events
+    /// missing from the last window), so that one no anchored block bears out is dropped.
+    fast_sync_claimed: AtomicBool,
+}
+
+impl GossipStats {
+    /// Whether a peer's claim that this node is far behind may start a fast-sync now.
+    pub fn claims_heeded(&self) -> bool {
+        let until = self
+            .claims_ignored_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Asks for a fast-sync because a peer claims this node is far behind; whether one was
+    /// wanted already.
+    fn claim_fast_sync(&self) -> bool {
+        let wanted = self.fast_sync_wanted.swap(true, Ordering::Relaxed);
+        if !wanted {
+            self.fast_sync_claimed.store(true, Ordering::Relaxed);
+        }
+        wanted
+    }
+
+    /// Leaves peers' claims that this node is far behind unheeded for `pause`.
+    pub fn ignore_claims_for(&self, pause: Duration) {
+        *self
+            .claims_ignored_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + pause);
+    }
 }
 
 /// Binds the QUIC transport. Any key that proves itself in the handshake may connect (a
@@ -266,7 +305,8 @@ pub async fn gossip_loop(
             if fast_sync_failed_at.is_some_and(|t: Instant| t.elapsed() < FAST_SYNC_RETRY) {
                 continue;
             }
-            match super::fastsync::fast_sync(&shared, &transport).await {
+            let claimed = shared.gossip.fast_sync_claimed.load(Ordering::Relaxed);
+            match super::fastsync::fast_sync(&shared, &transport, claimed).await {
                 Ok(_) => {
                     shared
                         .gossip
@@ -277,10 +317,37 @@ pub async fn gossip_loop(
                         .needs_fast_sync
                         .store(false, Ordering::Relaxed);
                     shared.gossip.fast_syncs.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .gossip
+                        .fast_sync_claimed
+                        .store(false, Ordering::Relaxed);
                     fast_sync_failed_at = None;
                 }
+                Err(e)
+                    if shared
+                        .gossip
+                        .fast_sync_claimed
+                        .swap(false, Ordering::Relaxed) =>
+                {
+                    // Only a peer's word said we were behind, and no peer could show an
+                    // anchored block ahead of ours (or any at all, as in a young network):
+                    // gossip goes on, and such words are not heeded for a while. Fast-syncing
+                    // stops gossip, so a lying peer would otherwise take the node out.
+                    tracing::warn!(
+                        error = %e,
+                        "a peer said this node was far behind (or pruned what it lacks), but \
+                         fast-sync found no anchored block ahead of this node's: gossip goes on"
+                    );
+                    for flag in [
+                        &shared.gossip.fast_sync_wanted,
+                        &shared.gossip.needs_fast_sync,
+                    ] {
+                        flag.store(false, Ordering::Relaxed);
+                    }
+                    shared.gossip.ignore_claims_for(FALSE_ALARM_PAUSE);
+                }
                 Err(e) => {
-                    tracing::info!(error = %format!("{e:#}"), "fast-sync failed; trying again");
+                    tracing::info!(error = %e, "fast-sync failed; trying again");
                     fast_sync_failed_at = Some(Instant::now());
                     continue;
                 }
@@ -426,9 +493,9 @@ async fn sync_with(
     } = match response {
         Response::Sync(sync) => sync,
         Response::Error(e) => bail!("peer refused the sync: {e}"),
-        Response::Pruned { creator, below } => {
+        Response::Pruned { creator, below } if shared.gossip.claims_heeded() => {
             if shared.config.fast_sync {
-                if !shared.gossip.fast_sync_wanted.swap(true, Ordering::Relaxed) {
+                if !shared.gossip.claim_fast_sync() {
                     tracing::info!(
                         peer = %peer.moniker,
                         creator = %creator.to_hex(),
@@ -447,13 +514,21 @@ async fn sync_with(
             }
             bail!("peer has pruned the history we lack (creator events below index {below})");
         }
+        Response::Pruned { below, .. } => {
+            bail!("peer says it pruned the history we lack (below index {below}); not heeded now")
+        }
         other => bail!("unexpected answer to a sync: {other:?}"),
     };
-    if shared.config.fast_sync && shared.config.fast_sync_rounds > 0 {
+    // A peer far ahead sends a full answer and says it has more: a known map that claims
+    // more than the answer shows is not heeded.
+    let full_answer = more && events.len() >= shared.config.sync_limit as usize;
+    if shared.config.fast_sync
+        && shared.config.fast_sync_rounds > 0
+        && full_answer
+        && shared.gossip.claims_heeded()
+    {
         let behind = rounds_behind(&sent_known, &known, &shared.gossip.events_per_round);
-        if behind >= shared.config.fast_sync_rounds
-            && !shared.gossip.fast_sync_wanted.swap(true, Ordering::Relaxed)
-        {
+        if behind >= shared.config.fast_sync_rounds && !shared.gossip.claim_fast_sync() {
             tracing::info!(
                 peer = %peer.moniker,
                 rounds = behind,

@@ -465,6 +465,12 @@ async fn metrics(State(s): State<Shared_>) -> Result<Response, HttpError> {
         g.syncs_failed.load(Ordering::Relaxed) as f64,
     );
     metric(
+        "fast_syncs_total",
+        "counter",
+        "Fast-syncs this node completed (resumed at an anchored block).",
+        g.fast_syncs.load(Ordering::Relaxed) as f64,
+    );
+    metric(
         "pushes_failed_total",
         "counter",
         "Pushes (a sync's second half, sent in the background) that failed.",
