@@ -355,17 +355,8 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
     }
     transport.close().await;
 
-    let key3 = hashgraph::SecretKey::from_hex(
-        &std::fs::read_to_string(net.nodes[3].datadir.join("priv_key")).unwrap(),
-    )
-    .unwrap();
-    let (insider, _inbound) = hearsay_net::QuicTransport::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        key3.clone(),
-        std::sync::Arc::new(|_: &hashgraph::PublicKey| true),
-        hearsay_net::TransportConfig::default(),
-    )
-    .unwrap();
+    let key3 = node_key(&net, 3);
+    let (insider, _inbound) = transport_as(&key3, "127.0.0.1:0".parse().unwrap());
     let good = hashgraph::EventBody {
         creator: key3.public_key(),
         index: 0,
@@ -428,6 +419,26 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             .all(|a| !a.transactions().iter().any(|t| t == "forged")),
         "a badly signed event was ordered"
     );
+}
+
+/// Node `i`'s secret key, from its datadir: the test plays that validator.
+fn node_key(net: &Network, i: usize) -> hashgraph::SecretKey {
+    let hex = std::fs::read_to_string(net.nodes[i].datadir.join("priv_key")).unwrap();
+    hashgraph::SecretKey::from_hex(&hex).unwrap()
+}
+
+/// A QUIC transport on `addr` proving `key`, answering anyone.
+fn transport_as(
+    key: &hashgraph::SecretKey,
+    addr: std::net::SocketAddr,
+) -> (hearsay_net::QuicTransport, hearsay_net::Inbound) {
+    hearsay_net::QuicTransport::bind(
+        addr,
+        key.clone(),
+        std::sync::Arc::new(|_: &hashgraph::PublicKey| true),
+        hearsay_net::TransportConfig::default(),
+    )
+    .unwrap()
 }
 
 fn peer_key(hex: &str) -> hashgraph::PublicKey {
@@ -951,19 +962,9 @@ async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_fast_syncs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_claiming_the_others_are_far_behind_cannot_stop_them() {
     let mut net = Network::create(4).await;
-    let key3 = hashgraph::SecretKey::from_hex(
-        &std::fs::read_to_string(net.nodes[3].datadir.join("priv_key")).unwrap(),
-    )
-    .unwrap();
     let validators: Vec<hashgraph::PublicKey> =
         net.nodes.iter().map(|n| peer_key(&n.pubkey)).collect();
-    let (liar, mut inbound) = hearsay_net::QuicTransport::bind(
-        net.nodes[3].listen,
-        key3,
-        std::sync::Arc::new(|_: &hashgraph::PublicKey| true),
-        hearsay_net::TransportConfig::default(),
-    )
-    .unwrap();
+    let (liar, mut inbound) = transport_as(&node_key(&net, 3), net.nodes[3].listen);
     let claims = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = std::sync::Arc::clone(&claims);
     let serving = tokio::spawn(async move {
