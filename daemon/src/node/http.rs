@@ -7,18 +7,24 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::{convert, Shared};
 
 /// Most blocks one `/blocks` call returns.
 pub const MAX_BLOCKS_PER_CALL: usize = 50;
+
+/// Most requests answered at once; past it a request is answered 503 at once. Every route asks
+/// the consensus task, so a client flooding the service must not queue without bound in front
+/// of gossip.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 16;
 
 type Shared_ = Arc<Shared>;
 
@@ -60,6 +66,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
                     .into(),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
+            limit_in_flight,
+        ))
         .layer(axum::middleware::map_response(
             |mut response: Response| async move {
                 response.headers_mut().insert(
@@ -70,6 +80,22 @@ pub fn router(shared: Arc<Shared>) -> Router {
             },
         ))
         .with_state(shared)
+}
+
+/// Answers `request` if fewer than the permits' number are being answered, else 503.
+async fn limit_in_flight(
+    State(permits): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match permits.try_acquire() {
+        Ok(_answering) => next.run(request).await,
+        Err(_) => HttpError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("busy: more than {MAX_REQUESTS_IN_FLIGHT} requests at once; try again"),
+        )
+        .into_response(),
+    }
 }
 
 /// Serves the routes on `listener` until shutdown.
@@ -516,5 +542,42 @@ async fn health(State(s): State<Shared_>) -> Response {
         }))
         .into_response(),
         Err(_) => gone().into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn status_line(addr: std::net::SocketAddr) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_limit_are_answered_busy_and_the_others_served() {
+        let permits = Arc::new(Semaphore::new(1));
+        let app = Router::new().route("/x", get(|| async { "ok" })).layer(
+            axum::middleware::from_fn_with_state(Arc::clone(&permits), limit_in_flight),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
+            listener, app,
+        )));
+        assert_eq!(status_line(addr).await, "HTTP/1.1 200 OK");
+        // Every permit taken, as if that many requests were being answered.
+        let held = Arc::clone(&permits).try_acquire_owned().unwrap();
+        assert_eq!(status_line(addr).await, "HTTP/1.1 503 Service Unavailable");
+        drop(held);
+        assert_eq!(status_line(addr).await, "HTTP/1.1 200 OK");
+        server.abort();
     }
 }
