@@ -37,6 +37,26 @@ async fn submit_through(
     common::submit_via(net, &nodes, prefix, count).await
 }
 
+/// Submits `count` transactions named after `prefix` through every node and waits, up to
+/// `deadline`, until every app holds them; answers them.
+async fn deliver_everywhere(
+    net: &Network,
+    prefix: &str,
+    count: usize,
+    deadline: Duration,
+) -> HashSet<String> {
+    let sent: HashSet<String> = submit_everywhere(net, prefix, count)
+        .await
+        .into_iter()
+        .collect();
+    let what = format!("every app to hold the {prefix:?} transactions");
+    net.wait_for(&what, deadline, |net| {
+        net.apps.iter().all(|a| has_all(&a.transactions(), &sent))
+    })
+    .await;
+    sent
+}
+
 /// How many signatures node 0 shows on `block` (0 if it cannot say).
 fn block_signers(net: &Network, block: u64) -> usize {
     http_get(net.nodes[0].service_listen, &format!("/block/{block}"))
@@ -526,14 +546,7 @@ async fn two_of_four_stopped_the_others_suspend_and_all_resume_when_they_return(
     for i in 0..4 {
         net.start_with(i, &["--suspend-limit", "5"]);
     }
-    let mut wanted: HashSet<String> = submit_everywhere(&net, "first", 200)
-        .await
-        .into_iter()
-        .collect();
-    net.wait_for("the first batch", Duration::from_secs(60), |net| {
-        net.apps.iter().all(|a| has_all(&a.transactions(), &wanted))
-    })
-    .await;
+    let mut wanted = deliver_everywhere(&net, "first", 200, Duration::from_secs(60)).await;
 
     // Two of four gone: no supermajority; the two left suspend themselves while they keep
     // accepting transactions.
@@ -570,14 +583,7 @@ async fn two_of_four_stopped_the_others_suspend_and_all_resume_when_they_return(
 async fn block_signatures_survive_a_kill() {
     let mut net = Network::create(4).await;
     net.start_all();
-    let batch: HashSet<String> = submit_everywhere(&net, "signed", 40)
-        .await
-        .into_iter()
-        .collect();
-    net.wait_for("the batch", Duration::from_secs(60), |net| {
-        net.apps.iter().all(|a| has_all(&a.transactions(), &batch))
-    })
-    .await;
+    deliver_everywhere(&net, "signed", 40, Duration::from_secs(60)).await;
     let blocks = net.stats(0)["last_block_index"]
         .as_str()
         .and_then(|s| s.parse::<u64>().ok())
@@ -607,14 +613,7 @@ async fn block_signatures_survive_a_kill() {
 async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice() {
     let mut net = Network::create(4).await;
     net.start_all();
-    let first: HashSet<String> = submit_everywhere(&net, "first", 200)
-        .await
-        .into_iter()
-        .collect();
-    net.wait_for("the first batch", Duration::from_secs(60), |net| {
-        net.apps.iter().all(|a| has_all(&a.transactions(), &first))
-    })
-    .await;
+    let first = deliver_everywhere(&net, "first", 200, Duration::from_secs(60)).await;
     let before: Vec<_> = net.apps.iter().map(|a| a.summary()).collect();
     // Every validator's signature of block 0 reaches node 0 (they ride in later events).
     net.wait_for(
@@ -653,14 +652,7 @@ async fn a_whole_network_restart_continues_the_chain_and_delivers_nothing_twice(
     for i in 1..4 {
         net.start(i);
     }
-    let second: HashSet<String> = submit_everywhere(&net, "second", 200)
-        .await
-        .into_iter()
-        .collect();
-    net.wait_for("the second batch", Duration::from_secs(90), |net| {
-        net.apps.iter().all(|a| has_all(&a.transactions(), &second))
-    })
-    .await;
+    deliver_everywhere(&net, "second", 200, Duration::from_secs(90)).await;
     for (i, app) in net.apps.iter().enumerate() {
         let after = app.summary();
         let last_before = before[i].last().expect("blocks before").0;

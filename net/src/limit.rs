@@ -7,6 +7,9 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How often a warning a sender can repeat at will is let through, per key.
+pub const WARN_PERIOD: Duration = Duration::from_secs(60);
+
 /// Most keys remembered; past it the oldest periods are forgotten, so a sender that varies its
 /// key gets at most one warning per key per period, and memory stays bounded.
 const MAX_KEYS: usize = 1024;

@@ -231,17 +231,10 @@ async fn without_bad_signatures(blocks: Vec<Block>) -> Vec<Block> {
 
 /// Removes from `block`, whose body hashes to `body_hash`, the signatures that do not check.
 fn drop_bad_signatures(block: &mut Block, body_hash: &Hash) {
-    let bad: Vec<PublicKey> = block
+    let digest = block.signing_digest_with_body_hash(body_hash);
+    block
         .signatures
-        .iter()
-        .filter(|(signer, signature)| {
-            !block.verify_signature_with_body_hash(body_hash, signer, signature)
-        })
-        .map(|(signer, _)| *signer)
-        .collect();
-    for signer in bad {
-        block.signatures.remove(&signer);
-    }
+        .retain(|signer, signature| signer.verify(&digest, signature));
 }
 
 /// Stops the process on a failed write: going on with a store that lacks what the node did
@@ -543,24 +536,17 @@ impl CoreHandle {
 
     /// The latest anchored block to serve a fast-sync from, or why there is none.
     pub async fn anchor(&self) -> Result<Result<Anchor, String>, CoreGone> {
-        let anchor = match self.ask(Command::Anchor).await? {
+        let mut anchor = match self.ask(Command::Anchor).await? {
             Ok(anchor) => anchor,
             Err(why) => return Ok(Err(why)),
         };
-        let Anchor {
-            block,
-            frame,
-            window,
-        } = anchor;
-        Ok(without_bad_signatures(vec![block])
-            .await
-            .pop()
-            .map(|block| Anchor {
-                block,
-                frame,
-                window,
-            })
-            .ok_or_else(|| "the anchored block could not be checked".to_string()))
+        match without_bad_signatures(vec![anchor.block]).await.pop() {
+            Some(block) => {
+                anchor.block = block;
+                Ok(Ok(anchor))
+            }
+            None => Ok(Err("the anchored block could not be checked".into())),
+        }
     }
 
     /// Resumes the node at an anchored block (fast-sync); returns the block's index.

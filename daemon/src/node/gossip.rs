@@ -97,6 +97,18 @@ impl GossipStats {
         wanted
     }
 
+    /// The fast-sync wanted is over (done, or a claim it did not bear out): nothing is
+    /// wanted or needed any more.
+    fn fast_sync_over(&self) {
+        for flag in [
+            &self.fast_sync_wanted,
+            &self.needs_fast_sync,
+            &self.fast_sync_claimed,
+        ] {
+            flag.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Leaves peers' claims that this node is far behind unheeded for `pause`.
     pub fn ignore_claims_for(&self, pause: Duration) {
         *self
@@ -308,27 +320,11 @@ pub async fn gossip_loop(
             let claimed = shared.gossip.fast_sync_claimed.load(Ordering::Relaxed);
             match super::fastsync::fast_sync(&shared, &transport, claimed).await {
                 Ok(_) => {
-                    shared
-                        .gossip
-                        .fast_sync_wanted
-                        .store(false, Ordering::Relaxed);
-                    shared
-                        .gossip
-                        .needs_fast_sync
-                        .store(false, Ordering::Relaxed);
+                    shared.gossip.fast_sync_over();
                     shared.gossip.fast_syncs.fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .gossip
-                        .fast_sync_claimed
-                        .store(false, Ordering::Relaxed);
                     fast_sync_failed_at = None;
                 }
-                Err(e)
-                    if shared
-                        .gossip
-                        .fast_sync_claimed
-                        .swap(false, Ordering::Relaxed) =>
-                {
+                Err(e) if claimed => {
                     // Only a peer's word said we were behind, and no peer could show an
                     // anchored block ahead of ours (or any at all, as in a young network):
                     // gossip goes on, and such words are not heeded for a while. Fast-syncing
@@ -338,12 +334,7 @@ pub async fn gossip_loop(
                         "a peer said this node was far behind (or pruned what it lacks), but \
                          fast-sync found no anchored block ahead of this node's: gossip goes on"
                     );
-                    for flag in [
-                        &shared.gossip.fast_sync_wanted,
-                        &shared.gossip.needs_fast_sync,
-                    ] {
-                        flag.store(false, Ordering::Relaxed);
-                    }
+                    shared.gossip.fast_sync_over();
                     shared.gossip.ignore_claims_for(FALSE_ALARM_PAUSE);
                 }
                 Err(e) => {

@@ -372,7 +372,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         state: state_rx,
         wake: Arc::clone(&wake),
         recent_ids,
-        bad_event_warnings: hearsay_net::WarnLimiter::new(std::time::Duration::from_secs(60)),
+        bad_event_warnings: hearsay_net::WarnLimiter::new(hearsay_net::limit::WARN_PERIOD),
         store: Arc::clone(&store),
     });
 

@@ -45,17 +45,21 @@ fn pruned_key(creator: &hashgraph::PublicKey) -> Vec<u8> {
     key(b'q', &creator.to_compressed())
 }
 
-fn creator_key(creator: &hashgraph::PublicKey, index: u64) -> Vec<u8> {
+/// A creator's key and one of its indices, as the keys of the kinds below end.
+fn creator_index(creator: &hashgraph::PublicKey, index: u64) -> Vec<u8> {
     let mut rest = creator.to_compressed().to_vec();
     rest.extend_from_slice(&index.to_be_bytes());
-    key(b'i', &rest)
+    rest
+}
+
+fn creator_key(creator: &hashgraph::PublicKey, index: u64) -> Vec<u8> {
+    key(b'i', &creator_index(creator, index))
 }
 
 /// An event held at `index` after another one took the index (a fork branch, or our own
 /// abandoned event), stored at `position`: what lets pruning find it.
 fn branch_key(creator: &hashgraph::PublicKey, index: u64, position: u64) -> Vec<u8> {
-    let mut rest = creator.to_compressed().to_vec();
-    rest.extend_from_slice(&index.to_be_bytes());
+    let mut rest = creator_index(creator, index);
     rest.extend_from_slice(&position.to_be_bytes());
     key(b'k', &rest)
 }
@@ -315,7 +319,22 @@ impl RocksStore {
         Ok(())
     }
 
-    /// Values of the keys with `prefix`, from `start` (the part after the prefix), ascending.
+    /// Adds to `batch` the deletion of the event stored at `position` (its body and its place
+    /// in the acceptance order); answers its id, if it was still there.
+    fn delete_at(
+        &self,
+        batch: &mut WriteBatch,
+        position: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let order_key = num_key(b'o', position);
+        let id = self.get(&order_key)?;
+        if let Some(id) = &id {
+            batch.delete_cf(self.bodies(), key(b'e', id));
+        }
+        batch.delete(order_key);
+        Ok(id)
+    }
+
     /// The entries of the default family from `start` up to `end` (excluded) whose keys are
     /// as long as `end` (keys of one kind; both bounds of that kind).
     fn between(&self, start: &[u8], end: &[u8]) -> Result<Vec<Entry>, StoreError> {
@@ -333,6 +352,7 @@ impl RocksStore {
         Ok(out)
     }
 
+    /// Values of the keys with `prefix`, from `start` (the part after the prefix), ascending.
     fn scan(&self, prefix: u8, start: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
         let from = key(prefix, start);
         let mut out = Vec::new();
@@ -577,17 +597,13 @@ impl Store for RocksStore {
             }
             let held = self.between(&creator_key(creator, done), &creator_key(creator, *floor))?;
             for (k, v) in held {
-                let order_key = num_key(b'o', u64_of(&v)?);
-                if let Some(id) = self.get(&order_key)? {
-                    batch.delete_cf(self.bodies(), key(b'e', &id));
+                if let Some(id) = self.delete_at(&mut batch, u64_of(&v)?)? {
                     // Our own index goes with our own events.
-                    let index = u64_of(&k[k.len() - 8..])?;
-                    let own_key = num_key(b's', index);
+                    let own_key = num_key(b's', u64_of(&k[k.len() - 8..])?);
                     if self.get(&own_key)?.as_deref() == Some(id.as_slice()) {
                         batch.delete(own_key);
                     }
                 }
-                batch.delete(order_key);
                 batch.delete(k);
                 pruned += 1;
             }
@@ -598,11 +614,7 @@ impl Store for RocksStore {
                 &branch_key(creator, *floor, 0),
             )?;
             for (k, _) in branches {
-                let order_key = num_key(b'o', u64_of(&k[k.len() - 8..])?);
-                if let Some(id) = self.get(&order_key)? {
-                    batch.delete_cf(self.bodies(), key(b'e', &id));
-                }
-                batch.delete(order_key);
+                self.delete_at(&mut batch, u64_of(&k[k.len() - 8..])?)?;
                 batch.delete(k);
                 pruned += 1;
             }

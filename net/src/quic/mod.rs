@@ -39,7 +39,7 @@ mod tls;
 mod tests;
 
 use crate::error::NetError;
-use crate::limit::WarnLimiter;
+use crate::limit::{WarnLimiter, WARN_PERIOD};
 use crate::wire::{
     encode_frame, Request, Response, WireError, FRAME_HEADER_BYTES, MAX_FRAME_BYTES,
 };
@@ -211,9 +211,6 @@ struct Shared {
     /// Bad request frames, per peer: one warning a minute each.
     frame_warnings: WarnLimiter<PublicKey>,
 }
-
-/// How often a warning a sender can repeat at will is logged.
-const WARN_PERIOD: Duration = Duration::from_secs(60);
 
 /// One peer's outbound state: its pooled connection and the RPC permits.
 struct PeerSlot {
