@@ -28,6 +28,9 @@ use super::Shared;
 
 /// Event ids asked for in one fetch of the window's bodies.
 const FETCH_CHUNK: usize = 1_000;
+/// How far ahead of ours an anchored block must be for a fast-sync that only a peer's word
+/// asked for (a known map, a `Pruned` answer).
+const CLAIMED_LEAD_BLOCKS: u64 = 10;
 /// How long fast-sync waits for the blocks already handed to the app before restoring it.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -59,9 +62,9 @@ pub enum FastSyncFailed {
 
 /// Resumes the node at the latest anchored block one of its peers offers; returns the block's
 /// index. Fails, naming each peer's reason, if no peer gave a usable answer. `claimed`: only a
-/// peer's word says this node is behind, so only a block it has not committed will do (a
-/// fast-sync of our own events missing from the last window may resume at the block we stand
-/// at).
+/// peer's word says this node is behind, so only a block [`CLAIMED_LEAD_BLOCKS`] ahead of ours
+/// will do (a fast-sync of our own events missing from the last window may resume at the
+/// block we stand at).
 pub async fn fast_sync(
     shared: &Shared,
     transport: &QuicTransport,
@@ -137,11 +140,19 @@ async fn from_peer(
     // Checked first, so that only a block the validators signed can show that we are not
     // behind.
     check_signatures(&offer.block, trusted).map_err(Failure::Refused)?;
-    if index + 1 < ours || (claimed && index < ours) {
+    if index + 1 < ours {
         // Going back would only hand the app blocks it has again. The block we stand at is
         // fine for a fast-sync again from a window that holds our own latest events.
         return Err(Failure::NotAhead(format!(
             "its anchored block {index} is behind ours ({ours} committed)"
+        )));
+    }
+    if claimed && index < ours + CLAIMED_LEAD_BLOCKS {
+        // A node a few blocks behind catches up by gossip; resuming it from a snapshot on a
+        // peer's word would hand its app a restore instead of those blocks.
+        return Err(Failure::NotAhead(format!(
+            "its anchored block {index} is not {CLAIMED_LEAD_BLOCKS} blocks ahead of ours \
+             ({ours} committed)"
         )));
     }
     let ids: Vec<Hash> = offer.window.iter().map(|e| e.id).collect();
