@@ -781,6 +781,19 @@ async fn leave_node_3_behind(net: &mut Network, wanted: &mut HashSet<String>) ->
     peak_in_memory
 }
 
+/// A validator's flags to prune history 50 rounds behind consensus.
+const PRUNE_50: [&str; 2] = ["--prune-rounds", "50"];
+
+/// Four validators with [`PRUNE_50`], node 3 left 150 rounds behind (stopped).
+async fn pruning_network_with_node_3_behind() -> Network {
+    let mut net = Network::create(4).await;
+    for i in 0..4 {
+        net.start_with(i, &PRUNE_50);
+    }
+    leave_node_3_behind(&mut net, &mut HashSet::new()).await;
+    net
+}
+
 /// Submits a last load through all four nodes and waits until every app ordered it.
 async fn order_a_last_load_everywhere(net: &Network) {
     let last: HashSet<String> = submit_everywhere(net, "last", 40)
@@ -797,8 +810,8 @@ async fn order_a_last_load_everywhere(net: &Network) {
 
 /// Writes into node `i`'s stopped store an event of its own that it signed and never sent,
 /// as a crash just after signing leaves one: built on the latest event of node 0 it holds,
-/// carrying the transaction `tx`.
-fn sign_an_unsent_event(net: &Network, i: usize, tx: &str) {
+/// carrying the transaction `tx`. Returns its encoding.
+fn sign_an_unsent_event(net: &Network, i: usize, tx: &str) -> Vec<u8> {
     use hearsay::store::Store;
     let datadir = &net.nodes[i].datadir;
     let key = hearsay::datadir::read_key(datadir).unwrap();
@@ -825,6 +838,7 @@ fn sign_an_unsent_event(net: &Network, i: usize, tx: &str) {
     }
     .sign(&key);
     store.put_self_event(&orphan, &[]).unwrap();
+    orphan.to_bytes()
 }
 
 /// With `--fast-sync`, a node back from 150 rounds down (more than `--fast-sync-rounds 50`,
@@ -883,20 +897,120 @@ async fn a_node_far_behind_fast_syncs_when_allowed_to() {
     }
 }
 
+/// A node back from far behind (the others pruned what it lacks) fast-syncs, and the event it
+/// signed last and never sent is not in the window. A validator says it holds that event (the
+/// test process, in node 2's place, claiming it in every sync answer) and is asked to show
+/// it: the first time it does, and the node fast-syncs again for a window that holds it;
+/// after that it cannot, and counts as lacking it like the others: the event is abandoned
+/// and its transaction ordered through a new one. (Before, the claim alone sent the node
+/// into fast-sync again, from the same window, for good: it created no event and the three
+/// left could order nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_claiming_to_hold_our_unsent_event_must_show_it() {
+    // Pruned history, so that node 3 cannot catch up by gossip (the others' pushes could
+    // bring it back before its own pulls showed it far behind) and must fast-sync.
+    let mut net = pruning_network_with_node_3_behind().await;
+    let unsent = sign_an_unsent_event(&net, 3, "unsent");
+    net.kill(2);
+    let node3 = peer_key(&net.nodes[3].pubkey);
+    let (liar, mut inbound) = transport_as(&node_key(&net, 2), net.nodes[2].listen);
+    let asked_to_show = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = std::sync::Arc::clone(&asked_to_show);
+    let serving = tokio::spawn(async move {
+        while let Some(request) = inbound.recv().await {
+            let answer = match &request.request {
+                hearsay_net::Request::Sync(sync) => {
+                    // Whatever node 3 holds of its own events, one more.
+                    let mut known = sync.known.clone();
+                    known
+                        .iter_mut()
+                        .filter(|(creator, _)| *creator == node3)
+                        .for_each(|(_, count)| *count += 1);
+                    hearsay_net::Response::Sync(hearsay_net::SyncResponse {
+                        events: Vec::new(),
+                        known,
+                        more: false,
+                    })
+                }
+                hearsay_net::Request::EagerSync(events) => hearsay_net::Response::EagerSync {
+                    accepted: events.len() as u32,
+                },
+                hearsay_net::Request::FetchEvents(_) => {
+                    let asked = counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let shown = if asked == 0 {
+                        vec![unsent.clone()]
+                    } else {
+                        Vec::new()
+                    };
+                    hearsay_net::Response::Events(shown)
+                }
+                _ => hearsay_net::Response::Error("nothing here".into()),
+            };
+            request.respond(answer);
+        }
+    });
+
+    net.start_with(3, &["--prune-rounds", "50", "--fast-sync"]);
+    net.wait_for(
+        "nodes 0, 1 and 3 to order the unsent event's transaction",
+        Duration::from_secs(90),
+        |net| {
+            [0, 1, 3]
+                .iter()
+                .all(|i| net.apps[*i].transactions().iter().any(|t| t == "unsent"))
+        },
+    )
+    .await;
+    let last: HashSet<String> = submit_everywhere_but(&net, 2, "last", 30)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for(
+        "nodes 0, 1 and 3 to order the last load",
+        Duration::from_secs(60),
+        |net| {
+            [0, 1, 3]
+                .iter()
+                .all(|i| has_all(&net.apps[*i].transactions(), &last))
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap();
+    assert!(
+        log.contains("fast-syncing again")
+            && log.contains("did not show them when asked")
+            && log.contains("abandoned"),
+        "{}",
+        net.log_tail(3, 30)
+    );
+    assert!(asked_to_show.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    let (_, metrics) = http_get(net.nodes[3].service_listen, "/metrics").unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "hearsay_fast_syncs_total 2"),
+        "node 3 should have fast-synced twice (once more for the event shown):\n{metrics}"
+    );
+    for i in [0, 1, 3] {
+        let copies = net.apps[i]
+            .transactions()
+            .iter()
+            .filter(|t| *t == "unsent")
+            .count();
+        assert_eq!(
+            copies, 1,
+            "app {i} got the unsent event's transaction {copies} times"
+        );
+    }
+    liar.close().await;
+    serving.abort();
+}
+
 /// With `--prune-rounds`, history beyond the window leaves the database too, and a node that
 /// comes back needing it is told so (`/stats` `needs_fast_sync`, a warning naming fast-sync)
 /// instead of waiting forever; the others go on; restarted with `--fast-sync`, it catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_fast_syncs() {
-    let mut net = Network::create(4).await;
-    let flags = ["--prune-rounds", "50"];
-    for i in 0..4 {
-        net.start_with(i, &flags);
-    }
-    let mut wanted = HashSet::new();
-    leave_node_3_behind(&mut net, &mut wanted).await;
-
-    net.start_with(3, &flags);
+    let mut net = pruning_network_with_node_3_behind().await;
+    net.start_with(3, &PRUNE_50);
     net.wait_for(
         "node 3 to learn that it needs fast-sync",
         Duration::from_secs(60),

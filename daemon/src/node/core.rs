@@ -71,7 +71,11 @@ pub enum Creation {
     Created,
     /// None was (no work, or not allowed now).
     Nothing,
-    /// The peer holds our own events that the last fast-sync window lacked: fast-sync again.
+    /// The peer says it holds our own events that the last fast-sync window lacked: it must
+    /// show the first of them, which has this id (see [`CoreHandle::unplaced_shown`]).
+    ShowOurs(Hash),
+    /// A peer showed it holds our own events that the last fast-sync window lacked:
+    /// fast-sync again.
     FastSyncAgain,
 }
 
@@ -356,6 +360,15 @@ pub enum Command {
         /// Answer.
         reply: oneshot::Sender<Creation>,
     },
+    /// Whether a peer that claimed to hold our unplaced events showed the first of them.
+    UnplacedShown {
+        /// The peer.
+        peer: PublicKey,
+        /// Whether it sent the event.
+        shown: bool,
+        /// Answer: fast-sync again, or what creating went on to.
+        reply: oneshot::Sender<Creation>,
+    },
     /// Whether there is work: transactions waiting or ordered-but-unsettled payloads.
     Busy(oneshot::Sender<bool>),
     /// The app acknowledged block `index` with this state hash: sign it.
@@ -484,6 +497,14 @@ impl CoreHandle {
             reply,
         })
         .await
+    }
+
+    /// Whether `peer`, which said it holds our own events that the last fast-sync window
+    /// lacked ([`Creation::ShowOurs`]), showed the first of them: then we fast-sync again;
+    /// else it counts as lacking them.
+    pub async fn unplaced_shown(&self, peer: PublicKey, shown: bool) -> Result<Creation, CoreGone> {
+        self.ask(|reply| Command::UnplacedShown { peer, shown, reply })
+            .await
     }
 
     /// Whether there is work.
@@ -821,7 +842,7 @@ impl Core {
                 let summary = self.insert(events);
                 let created = summary.missing.is_empty().then(|| {
                     let creation = self.creation(Some(then.other), Some(then.ours_held));
-                    let push = (creation != Creation::FastSyncAgain)
+                    let push = matches!(creation, Creation::Created | Creation::Nothing)
                         .then(|| self.unknown_answer(&then.known, then.limit));
                     (creation, push)
                 });
@@ -869,6 +890,9 @@ impl Core {
                 reply,
             } => {
                 let _ = reply.send(self.creation(other, ours_held));
+            }
+            Command::UnplacedShown { peer, shown, reply } => {
+                let _ = reply.send(self.unplaced_shown(peer, shown));
             }
             Command::Busy(reply) => {
                 let _ = reply.send(self.busy());
@@ -1671,19 +1695,61 @@ impl Core {
             return Some(Creation::Nothing);
         }
         if let (Some(peer), Some(held)) = (peer, ours_held) {
-            if held > unplaced.first {
-                tracing::info!(
-                    first = unplaced.first,
-                    held,
-                    "a peer holds our own events the fast-sync window lacked: fast-syncing again"
-                );
-                unplaced.held_elsewhere = true;
-                return Some(Creation::FastSyncAgain);
+            // A peer that could not show them once is not asked again.
+            if held > unplaced.first && !unplaced.lacking.contains(&peer) {
+                // Only a word so far: a Byzantine peer saying this after every fast-sync
+                // would keep us fast-syncing for good. It must show the event.
+                return Some(match self.store.self_event(unplaced.first) {
+                    Ok(Some(event)) => Creation::ShowOurs(event.id()),
+                    Ok(None) => Creation::Nothing,
+                    Err(e) => fatal_store_error(&e, "our own events"),
+                });
             }
             if !unplaced.lacking.contains(&peer) {
                 unplaced.lacking.push(peer);
             }
         }
+        self.abandon_unplaced_when_due()
+    }
+
+    /// The end of [`Creation::ShowOurs`]: `peer` showed the first of our unplaced events, and
+    /// we fast-sync again from a window that has it; or it did not, and counts as lacking it.
+    fn unplaced_shown(&mut self, peer: PublicKey, shown: bool) -> Creation {
+        let history = self.hg.peer_set_history();
+        let moniker = membership::latest(&history)
+            .peers()
+            .iter()
+            .find(|p| p.pub_key == peer)
+            .map_or_else(|| peer.to_hex(), |p| p.moniker.clone());
+        let Some(unplaced) = self.unplaced.as_mut() else {
+            return Creation::Nothing;
+        };
+        if shown {
+            tracing::info!(
+                first = unplaced.first,
+                peer = %moniker,
+                "a peer holds our own events the fast-sync window lacked: fast-syncing again"
+            );
+            unplaced.held_elsewhere = true;
+            return Creation::FastSyncAgain;
+        }
+        tracing::warn!(
+            first = unplaced.first,
+            peer = %moniker,
+            "a validator said it holds our latest own events but did not show them when asked: \
+             it counts as lacking them"
+        );
+        if !unplaced.lacking.contains(&peer) {
+            unplaced.lacking.push(peer);
+        }
+        self.abandon_unplaced_when_due()
+            .unwrap_or(Creation::Nothing)
+    }
+
+    /// Abandons our unplaced events once every other validator showed it lacks them, or the
+    /// grace is over; `None` when event creation may go on.
+    fn abandon_unplaced_when_due(&mut self) -> Option<Creation> {
+        let unplaced = self.unplaced.as_mut()?;
         let me = self.key.public_key();
         let history = self.hg.peer_set_history();
         let silent: Vec<String> = membership::latest(&history)

@@ -561,6 +561,13 @@ async fn sync_with(
             (creation, push, after.busy)
         }
     };
+    let creation = match creation {
+        Creation::ShowOurs(id) => {
+            let shown = holds_event(transport, peer, id).await?;
+            shared.core.unplaced_shown(peer.pub_key, shown).await?
+        }
+        other => other,
+    };
     if creation == Creation::FastSyncAgain {
         shared
             .gossip
@@ -578,6 +585,22 @@ async fn sync_with(
         push: theirs_missing,
         busy: Some(busy),
     })
+}
+
+/// Whether `peer` sends the event `id` when asked for it (a claim to hold it, proven).
+async fn holds_event(transport: &QuicTransport, peer: &Peer, id: Hash) -> anyhow::Result<bool> {
+    let addr = peer_addr(peer)?;
+    let events = match transport
+        .request(peer.pub_key, addr, Request::FetchEvents(vec![id]))
+        .await?
+    {
+        Response::Events(events) => events,
+        _ => return Ok(false),
+    };
+    // The id is the hash of the body: only a node that holds the event can send it.
+    Ok(events
+        .iter()
+        .any(|bytes| Event::from_bytes(bytes).is_ok_and(|event| event.id() == id)))
 }
 
 /// What a pull left to do.
