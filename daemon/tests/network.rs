@@ -886,14 +886,62 @@ async fn a_node_far_behind_fast_syncs_when_allowed_to() {
         },
     )
     .await;
+    assert_unsent_ordered_once_without_forks(&net);
+}
+
+/// A node back from far behind catches up by gossip (`--fast-sync-rounds 0`: no estimate of
+/// how far behind it is), and its event signed last and never sent names history the others
+/// dropped: they can place neither it nor any event the node builds on it. Seeing that the
+/// others take none of its new events, the node resumes from a fast-sync, whose window lacks
+/// the event, which is then abandoned: every app orders its transaction once, and node 3's
+/// app's transactions are ordered. (Before, node 3 went on making events no one took, and
+/// its transactions were never ordered.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_new_events_no_one_takes_resumes_from_a_fast_sync() {
+    let mut net = Network::create(4).await;
+    net.start_all();
+    leave_node_3_behind(&mut net, &mut HashSet::new()).await;
+    sign_an_unsent_event(&net, 3, "unsent");
+    net.start_with(3, &["--fast-sync", "--fast-sync-rounds", "0"]);
+    let through_3: HashSet<String> = common::submit_via(&net, &[3], "through-3", 20)
+        .await
+        .into_iter()
+        .collect();
+    net.wait_for(
+        "every app to order the unsent event's transaction and those sent through node 3",
+        Duration::from_secs(90),
+        |net| {
+            net.apps.iter().all(|a| {
+                let ordered = a.transactions();
+                ordered.iter().any(|t| t == "unsent") && has_all(&ordered, &through_3)
+            })
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap();
+    assert!(
+        log.contains("have taken none of our events") && log.contains("abandoned"),
+        "{}",
+        net.log_tail(3, 30)
+    );
+    let (_, metrics) = http_get(net.nodes[3].service_listen, "/metrics").unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "hearsay_fast_syncs_total 1"),
+        "{metrics}"
+    );
+    assert_unsent_ordered_once_without_forks(&net);
+}
+
+/// Every app got the unsent event's transaction once, and node 3 went on at the abandoned
+/// event's index without any node seeing it fork.
+fn assert_unsent_ordered_once_without_forks(net: &Network) {
     for (i, app) in net.apps.iter().enumerate() {
         let copies = app.transactions().iter().filter(|t| *t == "unsent").count();
         assert_eq!(
             copies, 1,
             "app {i} got the unsent event's transaction {copies} times"
         );
-        // Node 3 went on at the unsent event's index without any node seeing it fork.
-        assert_eq!(stat(&net, i, "forkers"), Some(0), "{}", net.describe());
+        assert_eq!(stat(net, i, "forkers"), Some(0), "{}", net.describe());
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::membership::{self, History, JoinRefusal, Joins};
 use super::pool::TxPool;
+use super::taken::TakenWatch;
 use super::NodeState;
 use crate::store::{Store, StoreError};
 
@@ -77,6 +78,9 @@ pub enum Creation {
     /// A peer showed it holds our own events that the last fast-sync window lacked:
     /// fast-sync again.
     FastSyncAgain,
+    /// The other validators take none of our new events (see [`super::taken`]): the node
+    /// must resume from a fast-sync window.
+    OursRefused,
 }
 
 /// Our own stored events, `first..=last`, that the fast-sync window lacked.
@@ -697,6 +701,10 @@ pub struct Core {
     recent_ids: Arc<super::recent_ids::RecentIds>,
     /// Our known map as of the last change, for the handles' [`CoreHandle::known`].
     known: watch::Sender<Vec<(PublicKey, u64)>>,
+    /// The other validators' counts of our events, to see whether they take our new ones.
+    taken: TakenWatch,
+    /// [`Creation::OursRefused`] was answered (once until our events are reset).
+    refusal_told: bool,
 }
 
 impl Core {
@@ -781,6 +789,8 @@ impl Core {
             checkpointed_events,
             recent_ids,
             known: watch::Sender::new(Vec::new()),
+            taken: TakenWatch::default(),
+            refusal_told: false,
         };
         core.publish_known();
         // Our own events that a restart could not replay are invalid to every node.
@@ -1029,11 +1039,53 @@ impl Core {
 
     /// Our next event on `other`'s latest, if there is work and our own events allow it.
     fn creation(&mut self, other: Option<PublicKey>, ours_held: Option<u64>) -> Creation {
+        if self.ours_refused(other, ours_held) {
+            return Creation::OursRefused;
+        }
         match self.check_unplaced(other, ours_held) {
             Some(creation) => creation,
             None if self.create_event(other) => Creation::Created,
             None => Creation::Nothing,
         }
+    }
+
+    /// Records `other`'s count of our events; whether the validators refuse our new events,
+    /// said once (until a fast-sync resets our events).
+    fn ours_refused(&mut self, other: Option<PublicKey>, ours_held: Option<u64>) -> bool {
+        let now = std::time::Instant::now();
+        if let (Some(peer), Some(held)) = (other, ours_held) {
+            self.taken.record(peer, held, now);
+        }
+        if self.refusal_told || self.unplaced.is_some() {
+            return false;
+        }
+        let me = self.key.public_key();
+        let Some(ours) = self
+            .hg
+            .head(&me)
+            .and_then(|h| self.hg.event(&h).map(|e| e.index() + 1))
+        else {
+            return false;
+        };
+        let others = membership::latest(&self.membership.borrow())
+            .len()
+            .saturating_sub(1);
+        // More than a third of the set: one at least is honest.
+        let needed = (others / 3 + 1).min(others);
+        let Some(held) = self.taken.refused(ours, needed, now) else {
+            return false;
+        };
+        self.refusal_told = true;
+        tracing::warn!(
+            held,
+            ours,
+            "the other validators have taken none of our events past the first {held} for {}s: \
+             those name history they dropped (an event signed just before a crash and never \
+             sent), and this node must resume from a fast-sync (restart it with --fast-sync if \
+             it runs without; see /stats needs_fast_sync)",
+            super::taken::REFUSED_AFTER.as_secs()
+        );
+        true
     }
 
     /// The answer to a peer with `known`: at most `limit` events it lacks, our known map and
@@ -1563,6 +1615,8 @@ impl Core {
         self.own_in_flight.clear();
         self.pool.forget_in_flight();
         self.resume_own_events(false);
+        self.taken.clear();
+        self.refusal_told = false;
         self.recent.clear();
         self.recent_bytes = 0;
         self.recent_base = index;

@@ -568,11 +568,14 @@ async fn sync_with(
         }
         other => other,
     };
-    if creation == Creation::FastSyncAgain {
-        shared
-            .gossip
-            .fast_sync_wanted
-            .store(true, Ordering::Relaxed);
+    if matches!(creation, Creation::FastSyncAgain | Creation::OursRefused) {
+        // For the latter the core said why; a node without --fast-sync shows it in /stats.
+        let flag = if creation == Creation::OursRefused && !shared.config.fast_sync {
+            &shared.gossip.needs_fast_sync
+        } else {
+            &shared.gossip.fast_sync_wanted
+        };
+        flag.store(true, Ordering::Relaxed);
         return Ok(Pulled::default());
     }
     // A peer too far behind for what we keep gets nothing pushed (it hears why when it syncs).

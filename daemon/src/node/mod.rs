@@ -16,6 +16,7 @@ pub mod http;
 pub mod membership;
 pub mod pool;
 pub mod recent_ids;
+mod taken;
 
 use std::sync::Arc;
 
