@@ -11,7 +11,7 @@ use hashgraph::{
 };
 use hearsay_net::wire::{JoinStatus, Response};
 use hearsay_net::SyncResponse;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::membership::{self, History, JoinRefusal, Joins};
 use super::pool::TxPool;
@@ -330,6 +330,8 @@ pub enum Command {
     /// Replace the hashgraph by one resumed at an anchored block (fast-sync); answers the
     /// anchored block's index once the store holds the new state.
     Reset(Box<ResetTo>, oneshot::Sender<u64>),
+    /// Our known map (creator → events held), for a sync request.
+    Known(oneshot::Sender<Vec<(PublicKey, u64)>>),
     /// Events a peer with this known map lacks, at most `limit`, encoded, plus our known map.
     Unknown {
         /// The peer's known map.
@@ -424,7 +426,6 @@ pub enum Command {
 #[derive(Clone)]
 pub struct CoreHandle {
     tx: mpsc::Sender<Command>,
-    known: watch::Receiver<Vec<(PublicKey, u64)>>,
 }
 
 /// The core task stopped (the node is shutting down).
@@ -442,11 +443,9 @@ impl CoreHandle {
         rx.await.map_err(|_| CoreGone)
     }
 
-    /// Our known map (creator → events held), for a sync request: as the core last
-    /// published it, read without a round trip to the core (a sync asked for it first, and
-    /// waited behind the peers' requests in the core's queue).
-    pub fn known(&self) -> Vec<(PublicKey, u64)> {
-        self.known.borrow().clone()
+    /// Our known map.
+    pub async fn known(&self) -> Result<Vec<(PublicKey, u64)>, CoreGone> {
+        self.ask(Command::Known).await
     }
 
     /// Events a peer lacks.
@@ -699,8 +698,6 @@ pub struct Core {
     checkpointed_events: u64,
     /// Ids of the events inserted lately, shared with the signature-checking tasks.
     recent_ids: Arc<super::recent_ids::RecentIds>,
-    /// Our known map as of the last change, for the handles' [`CoreHandle::known`].
-    known: watch::Sender<Vec<(PublicKey, u64)>>,
     /// The other validators' counts of our events, to see whether they take our new ones.
     taken: TakenWatch,
     /// [`Creation::OursRefused`] was answered (once until our events are reset).
@@ -788,11 +785,9 @@ impl Core {
             events_per_round,
             checkpointed_events,
             recent_ids,
-            known: watch::Sender::new(Vec::new()),
             taken: TakenWatch::default(),
             refusal_told: false,
         };
-        core.publish_known();
         // Our own events that a restart could not replay are invalid to every node.
         core.resume_own_events(true);
         core
@@ -801,9 +796,8 @@ impl Core {
     /// Starts the task; it ends when every handle is dropped.
     pub fn spawn(self) -> (CoreHandle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(1024);
-        let known = self.known.subscribe();
         let task = tokio::spawn(self.run(rx));
-        (CoreHandle { tx, known }, task)
+        (CoreHandle { tx }, task)
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -826,7 +820,6 @@ impl Core {
         self.settle();
         while let Some(command) = rx.recv().await {
             self.handle(command);
-            self.publish_known();
             // Once shut down, the core answers nothing more: tasks still holding a handle (a
             // request in flight) get `CoreGone` at once instead of keeping the process up.
             if self.state == NodeState::Shutdown {
@@ -862,6 +855,9 @@ impl Core {
                     created,
                     busy,
                 });
+            }
+            Command::Known(reply) => {
+                let _ = reply.send(self.hg.known());
             }
             Command::Unknown {
                 known,
@@ -1162,23 +1158,9 @@ impl Core {
         }
     }
 
-    /// Publishes our known map if it changed. Before any answer that follows an insertion,
-    /// so that a sync started after it asks for nothing we hold.
-    fn publish_known(&self) {
-        self.known.send_if_modified(|published| {
-            let held = self.hg.known();
-            let changed = *published != held;
-            if changed {
-                *published = held;
-            }
-            changed
-        });
-    }
-
     /// Runs consensus, hands new blocks to the delivery task, collects others' block
     /// signatures, and suspends the node if consensus is not keeping up.
     fn settle(&mut self) {
-        self.publish_known();
         self.hg.run_consensus();
         let ready = self.hg.take_ready();
         if ready.events.iter().any(|e| e.body().has_payload()) {

@@ -466,7 +466,7 @@ async fn sync_with(
     peer: &Peer,
 ) -> anyhow::Result<Pulled> {
     let addr = peer_addr(peer)?;
-    let sent_known = shared.core.known();
+    let sent_known = shared.core.known().await?;
     let response = transport
         .request(
             peer.pub_key,
