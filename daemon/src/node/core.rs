@@ -1751,8 +1751,7 @@ impl Core {
     /// The end of [`Creation::ShowOurs`]: `peer` showed the first of our unplaced events, and
     /// we fast-sync again from a window that has it; or it did not, and counts as lacking it.
     fn unplaced_shown(&mut self, peer: PublicKey, shown: bool) -> Creation {
-        let history = self.hg.peer_set_history();
-        let moniker = membership::latest(&history)
+        let moniker = membership::latest(&self.membership.borrow())
             .peers()
             .iter()
             .find(|p| p.pub_key == peer)
