@@ -889,24 +889,39 @@ async fn a_node_far_behind_fast_syncs_when_allowed_to() {
     assert_unsent_ordered_once_without_forks(&net);
 }
 
-/// A node back from far behind catches up by gossip (`--fast-sync-rounds 0`: no estimate of
-/// how far behind it is), and its event signed last and never sent names history the others
-/// dropped: they can place neither it nor any event the node builds on it. Seeing that the
-/// others take none of its new events, the node resumes from a fast-sync, whose window lacks
-/// the event, which is then abandoned: every app orders its transaction once, and node 3's
-/// app's transactions are ordered. (Before, node 3 went on making events no one took, and
-/// its transactions were never ordered.)
+/// A node back from far behind catches up by gossip, and its event signed last and never
+/// sent names history the others dropped: they can place neither it nor any event the node
+/// builds on it. Seeing that the others take none of its new events, the node says it needs
+/// a fast-sync; restarted with `--fast-sync` (and `--fast-sync-rounds 0`: it is not behind),
+/// it sees the same and resumes from a fast-sync, whose window lacks those events, which are
+/// then abandoned: every app orders the unsent transaction once, and those sent through node
+/// 3 meanwhile. (Before, node 3 went on making events no one took, and its transactions were
+/// never ordered.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_whose_new_events_no_one_takes_resumes_from_a_fast_sync() {
     let mut net = Network::create(4).await;
     net.start_all();
     leave_node_3_behind(&mut net, &mut HashSet::new()).await;
     sign_an_unsent_event(&net, 3, "unsent");
-    net.start_with(3, &["--fast-sync", "--fast-sync-rounds", "0"]);
+    net.start(3);
     let through_3: HashSet<String> = common::submit_via(&net, &[3], "through-3", 20)
         .await
         .into_iter()
         .collect();
+    net.wait_for(
+        "node 3 to see its events refused and say it needs a fast-sync",
+        Duration::from_secs(60),
+        |net| net.stats(3)["needs_fast_sync"] == "true",
+    )
+    .await;
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap();
+    assert!(
+        log.contains("have taken none of our events"),
+        "{}",
+        net.log_tail(3, 30)
+    );
+    assert_eq!(net.terminate(3).map(|s| s.success()), Some(true));
+    net.start_with(3, &["--fast-sync", "--fast-sync-rounds", "0"]);
     net.wait_for(
         "every app to order the unsent event's transaction and those sent through node 3",
         Duration::from_secs(90),
