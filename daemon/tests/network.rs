@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{assert_same_states, http_get, stat, Network, RawProxy};
+use common::{app_has_all, assert_same_states, http_get, stat, Network, RawProxy};
 
 const TOTAL_TXS: usize = 2000;
 
@@ -64,6 +64,20 @@ fn block_signers(net: &Network, block: u64) -> usize {
         .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
         .and_then(|b| b["Signatures"].as_object().map(|m| m.len()))
         .unwrap_or(0)
+}
+
+/// Waits until the apps of `nodes` have ordered every transaction of `wanted`.
+async fn wait_ordered(
+    net: &Network,
+    nodes: &[usize],
+    what: &str,
+    wanted: &HashSet<String>,
+    deadline: Duration,
+) {
+    net.wait_for(what, deadline, |net| {
+        nodes.iter().all(|i| app_has_all(net, *i, wanted))
+    })
+    .await;
 }
 
 fn has_all(txs: &[String], wanted: &HashSet<String>) -> bool {
@@ -211,14 +225,12 @@ async fn a_killed_node_does_not_stop_the_others_and_catches_up_on_restart() {
         }
     }
     let during: HashSet<String> = during.into_iter().collect();
-    net.wait_for(
+    wait_ordered(
+        &net,
+        &[0, 1, 2],
         "the three live nodes to commit without the fourth",
+        &during,
         Duration::from_secs(60),
-        |net| {
-            net.apps[..3]
-                .iter()
-                .all(|a| has_all(&a.transactions(), &during))
-        },
     )
     .await;
 
@@ -1047,14 +1059,12 @@ async fn a_peer_claiming_to_hold_our_unsent_event_must_show_it() {
         .await
         .into_iter()
         .collect();
-    net.wait_for(
+    wait_ordered(
+        &net,
+        &[0, 1, 3],
         "nodes 0, 1 and 3 to order the last load",
+        &last,
         Duration::from_secs(60),
-        |net| {
-            [0, 1, 3]
-                .iter()
-                .all(|i| has_all(&net.apps[*i].transactions(), &last))
-        },
     )
     .await;
     let log = std::fs::read_to_string(net.log_path(3)).unwrap();
@@ -1113,11 +1123,13 @@ async fn pruned_history_is_gone_from_disk_and_a_node_needing_it_fast_syncs() {
         .await
         .into_iter()
         .collect();
-    net.wait_for("the other three to go on", Duration::from_secs(60), |net| {
-        net.apps[..3]
-            .iter()
-            .all(|a| has_all(&a.transactions(), &more))
-    })
+    wait_ordered(
+        &net,
+        &[0, 1, 2],
+        "the other three to go on",
+        &more,
+        Duration::from_secs(60),
+    )
     .await;
 
     // Restarted with --fast-sync, node 3 resumes at an anchored block of its peers: its app is
@@ -1207,14 +1219,12 @@ async fn a_peer_claiming_the_others_are_far_behind_cannot_stop_them() {
     assert!(claims.load(std::sync::atomic::Ordering::Relaxed) >= 3);
     let sent = submit_everywhere_but(&net, 3, "despite-the-liar", 300).await;
     let wanted: HashSet<String> = sent.into_iter().chain(warm_up).collect();
-    net.wait_for(
+    wait_ordered(
+        &net,
+        &[0, 1, 2],
         "the honest nodes to order every transaction",
+        &wanted,
         Duration::from_secs(90),
-        |net| {
-            net.apps[..3]
-                .iter()
-                .all(|a| has_all(&a.transactions(), &wanted))
-        },
     )
     .await;
     for i in 0..3 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hashgraph::{
     Block, BlockSignature, Event, Frame, Hash, Hashgraph, InsertError, InternalTransaction,
-    InternalTransactionKind, PeerSet, PublicKey, SecretKey, Signature, VerifiedEvent,
+    InternalTransactionKind, Peer, PeerSet, PublicKey, SecretKey, Signature, VerifiedEvent,
 };
 use hearsay_net::wire::{JoinStatus, Response};
 use hearsay_net::SyncResponse;
@@ -92,6 +92,15 @@ struct Unplaced {
     since: std::time::Instant,
     /// A peer showed it holds them: wait for the next fast-sync.
     held_elsewhere: bool,
+}
+
+impl Unplaced {
+    /// Counts `peer` among the validators that lack them.
+    fn lacks(&mut self, peer: PublicKey) {
+        if !self.lacking.contains(&peer) {
+            self.lacking.push(peer);
+        }
+    }
 }
 
 /// What a restart saves besides the hashgraph: the core's own counters.
@@ -369,7 +378,7 @@ pub enum Command {
     /// Whether a peer that claimed to hold our unplaced events showed the first of them.
     UnplacedShown {
         /// The peer.
-        peer: PublicKey,
+        peer: Peer,
         /// Whether it sent the event.
         shown: bool,
         /// Answer: fast-sync again, or what creating went on to.
@@ -505,7 +514,8 @@ impl CoreHandle {
     /// Whether `peer`, which said it holds our own events that the last fast-sync window
     /// lacked ([`Creation::ShowOurs`]), showed the first of them: then we fast-sync again;
     /// else it counts as lacking them.
-    pub async fn unplaced_shown(&self, peer: PublicKey, shown: bool) -> Result<Creation, CoreGone> {
+    pub async fn unplaced_shown(&self, peer: &Peer, shown: bool) -> Result<Creation, CoreGone> {
+        let peer = peer.clone();
         self.ask(|reply| Command::UnplacedShown { peer, shown, reply })
             .await
     }
@@ -1741,28 +1751,21 @@ impl Core {
                     Err(e) => fatal_store_error(&e, "our own events"),
                 });
             }
-            if !unplaced.lacking.contains(&peer) {
-                unplaced.lacking.push(peer);
-            }
+            unplaced.lacks(peer);
         }
         self.abandon_unplaced_when_due()
     }
 
     /// The end of [`Creation::ShowOurs`]: `peer` showed the first of our unplaced events, and
     /// we fast-sync again from a window that has it; or it did not, and counts as lacking it.
-    fn unplaced_shown(&mut self, peer: PublicKey, shown: bool) -> Creation {
-        let moniker = membership::latest(&self.membership.borrow())
-            .peers()
-            .iter()
-            .find(|p| p.pub_key == peer)
-            .map_or_else(|| peer.to_hex(), |p| p.moniker.clone());
+    fn unplaced_shown(&mut self, peer: Peer, shown: bool) -> Creation {
         let Some(unplaced) = self.unplaced.as_mut() else {
             return Creation::Nothing;
         };
         if shown {
             tracing::info!(
                 first = unplaced.first,
-                peer = %moniker,
+                peer = %peer.moniker,
                 "a peer holds our own events the fast-sync window lacked: fast-syncing again"
             );
             unplaced.held_elsewhere = true;
@@ -1770,13 +1773,11 @@ impl Core {
         }
         tracing::warn!(
             first = unplaced.first,
-            peer = %moniker,
+            peer = %peer.moniker,
             "a validator said it holds our latest own events but did not show them when asked: \
              it counts as lacking them"
         );
-        if !unplaced.lacking.contains(&peer) {
-            unplaced.lacking.push(peer);
-        }
+        unplaced.lacks(peer.pub_key);
         self.abandon_unplaced_when_due()
             .unwrap_or(Creation::Nothing)
     }

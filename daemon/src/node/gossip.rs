@@ -564,7 +564,7 @@ async fn sync_with(
     let creation = match creation {
         Creation::ShowOurs(id) => {
             let shown = holds_event(transport, peer, id).await?;
-            shared.core.unplaced_shown(peer.pub_key, shown).await?
+            shared.core.unplaced_shown(peer, shown).await?
         }
         other => other,
     };

@@ -55,19 +55,21 @@ impl TakenWatch {
     /// the set, so that one at least is honest), and every one that did has held the same
     /// count for that long, [`REFUSED_LEAD`] or more below the `ours` we hold.
     pub fn refused(&self, ours: u64, needed: usize, now: Instant) -> Option<u64> {
-        let recent: Vec<&Report> = self
-            .reports
-            .values()
-            .filter(|r| now.duration_since(r.seen) < REFUSED_AFTER)
-            .collect();
-        let stuck = |r: &&Report| {
-            r.held.saturating_add(REFUSED_LEAD) <= ours
-                && now.duration_since(r.since) >= REFUSED_AFTER
-        };
-        if needed == 0 || recent.len() < needed || !recent.iter().all(stuck) {
-            return None;
+        let mut heard = 0;
+        let mut highest = 0;
+        for report in self.reports.values() {
+            if now.duration_since(report.seen) >= REFUSED_AFTER {
+                continue;
+            }
+            let stuck = report.held.saturating_add(REFUSED_LEAD) <= ours
+                && now.duration_since(report.since) >= REFUSED_AFTER;
+            if !stuck {
+                return None;
+            }
+            heard += 1;
+            highest = highest.max(report.held);
         }
-        recent.iter().map(|r| r.held).max()
+        (needed > 0 && heard >= needed).then_some(highest)
     }
 
     /// Forgets every report (our events were reset).
