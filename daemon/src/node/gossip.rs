@@ -65,6 +65,9 @@ pub struct GossipStats {
     pub fast_sync_wanted: AtomicBool,
     /// Fast-syncs completed.
     pub fast_syncs: AtomicU64,
+    /// Our first pull has been tried: until then a node with `--fast-sync` does not know
+    /// whether it is far behind, and takes no pushes (see [`GossipStats::takes_pushes`]).
+    first_pull_tried: AtomicBool,
     /// Events per consensus round lately, as the core measures it (0 until it has): turns
     /// the events a peer has and we lack into rounds behind.
     pub events_per_round: Arc<AtomicU64>,
@@ -107,6 +110,17 @@ impl GossipStats {
         ] {
             flag.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Whether pushed events are taken now, by a node that fast-syncs when far behind if
+    /// `fast_sync`. Not while a fast-sync is wanted: they would be built on a DAG it is about
+    /// to replace. Nor, with `fast_sync`, before our first pull has been tried, which is what
+    /// tells how far behind we are: peers push what we lack as soon as they reach us, and a
+    /// node back from far behind would otherwise replay the history they push, from where it
+    /// stopped, instead of fast-syncing past it.
+    pub fn takes_pushes(&self, fast_sync: bool) -> bool {
+        !self.fast_sync_wanted.load(Ordering::Relaxed)
+            && (!fast_sync || self.first_pull_tried.load(Ordering::Relaxed))
     }
 
     /// Leaves peers' claims that this node is far behind unheeded for `pause`.
@@ -369,7 +383,13 @@ pub async fn gossip_loop(
         };
         let started = Instant::now();
         last_pulled.insert(peer.pub_key, started);
-        match sync_with(&shared, &transport, peer).await {
+        let synced = sync_with(&shared, &transport, peer).await;
+        // Tried, whether it worked or not: a node whose pulls fail still takes pushes.
+        shared
+            .gossip
+            .first_pull_tried
+            .store(true, Ordering::Relaxed);
+        match synced {
             Ok(pulled) => {
                 let more = pulled.more;
                 busy_after_sync = pulled.busy;
@@ -752,10 +772,10 @@ async fn answer(
                 Err(e) => Response::Error(e.to_string()),
             }
         }
-        // A node about to fast-sync takes no history pushed meanwhile: it would start
-        // ordering from genesis instead.
-        Request::EagerSync(_) if shared.gossip.fast_sync_wanted.load(Ordering::Relaxed) => {
-            Response::Error("fast-syncing: pushes are not taken now".into())
+        Request::EagerSync(_) if !shared.gossip.takes_pushes(shared.config.fast_sync) => {
+            Response::Error(
+                "fast-syncing, or about to judge whether to: pushes are not taken now".into(),
+            )
         }
         Request::EagerSync(events) => {
             let count = events.len() as u32;
@@ -799,6 +819,26 @@ mod tests {
         per_round.store(4, Ordering::Relaxed);
         assert_eq!(rounds_behind(&ours, &theirs, &per_round), 50);
         assert_eq!(rounds_behind(&theirs, &ours, &per_round), 2);
+    }
+
+    #[test]
+    fn pushes_wait_for_the_first_pull_only_with_fast_sync_and_stop_while_one_is_wanted() {
+        let stats = GossipStats::default();
+        assert!(
+            stats.takes_pushes(false),
+            "without --fast-sync, from the start"
+        );
+        assert!(
+            !stats.takes_pushes(true),
+            "with it, not before the first pull"
+        );
+        stats.first_pull_tried.store(true, Ordering::Relaxed);
+        assert!(stats.takes_pushes(true));
+        assert!(!stats.claim_fast_sync());
+        assert!(!stats.takes_pushes(true), "not while a fast-sync is wanted");
+        assert!(!stats.takes_pushes(false));
+        stats.fast_sync_over();
+        assert!(stats.takes_pushes(true));
     }
 
     #[test]
