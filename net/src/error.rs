@@ -33,6 +33,9 @@ pub enum NetError {
     /// The stream ended before a whole frame arrived.
     #[error("stream ended before a whole frame arrived")]
     UnexpectedEnd,
+    /// The stream carried bytes after its one frame.
+    #[error("bytes after the frame")]
+    BytesAfterFrame,
     /// The stream was already closed.
     #[error("stream closed: {0}")]
     ClosedStream(#[from] quinn::ClosedStream),

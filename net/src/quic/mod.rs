@@ -43,7 +43,7 @@ use crate::limit::{WarnLimiter, WARN_PERIOD};
 use crate::wire::{
     encode_frame, Request, Response, WireError, FRAME_HEADER_BYTES, MAX_FRAME_BYTES,
 };
-use frame::read_frame;
+use frame::read_only_frame;
 use hashgraph::{PublicKey, SecretKey};
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, VarInt};
 use std::collections::HashMap;
@@ -427,7 +427,7 @@ impl QuicTransport {
         let (mut send, mut recv) = conn.open_bi().await?;
         send.write_all(frame).await?;
         send.finish()?;
-        read_frame(&mut recv, self.inner.shared.config.max_frame_bytes).await
+        read_only_frame(&mut recv, self.inner.shared.config.max_frame_bytes).await
     }
 }
 
@@ -544,9 +544,9 @@ impl InboundStream {
 
     async fn answer(&self, send: &mut SendStream, recv: &mut RecvStream) -> Result<(), NetError> {
         let max = self.shared.config.max_frame_bytes;
-        let request = match read_frame::<Request>(recv, max).await {
+        let request = match read_only_frame::<Request>(recv, max).await {
             Ok(request) => request,
-            Err(e @ (NetError::Wire(_) | NetError::UnexpectedEnd)) => {
+            Err(e @ (NetError::Wire(_) | NetError::UnexpectedEnd | NetError::BytesAfterFrame)) => {
                 let peer = self.from;
                 if let Some(held_back) = self.shared.frame_warnings.check(&peer) {
                     warn!(target: "net::quic", %peer, error = %e, held_back, "refused a bad request frame");

@@ -157,6 +157,16 @@ async fn sequential_and_concurrent_requests_reuse_one_connection() {
         }
         assert_eq!(client.connections_opened(), 1);
         assert_eq!(server.connections_accepted(), 1);
+        // Both sides read each stream to its end, so QUIC sent no STOP_SENDING frame either
+        // way (one went for every answer, in a datagram of its own).
+        let slot = client.inner.peers.lock().unwrap()[&peer].clone();
+        let conn = slot.conn.lock().await.clone().expect("a pooled connection");
+        let stats = conn.stats();
+        assert_eq!(
+            (stats.frame_tx.stop_sending, stats.frame_rx.stop_sending),
+            (0, 0),
+            "STOP_SENDING frames sent and received after 60 requests: {stats:?}"
+        );
     })
     .await;
 }
@@ -241,7 +251,7 @@ async fn raw_exchange(conn: &Connection, bytes: &[u8]) -> Result<Response, NetEr
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(bytes).await?;
     send.finish()?;
-    read_frame(&mut recv, MAX_FRAME_BYTES).await
+    read_only_frame(&mut recv, MAX_FRAME_BYTES).await
 }
 
 #[tokio::test]
@@ -267,6 +277,11 @@ async fn garbage_and_oversized_frames_are_refused_and_service_goes_on() {
                 f.push(0);
                 let len = (f.len() - 4) as u32;
                 f[..4].copy_from_slice(&len.to_be_bytes());
+                f
+            }),
+            ("bytes after the frame", {
+                let mut f = encode_frame(&sample_requests()[2]).unwrap();
+                f.push(0);
                 f
             }),
         ];
