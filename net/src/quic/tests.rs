@@ -720,3 +720,24 @@ async fn a_peer_that_vanished_without_closing_is_dialled_again_after_a_timeout()
     })
     .await;
 }
+
+/// The gossip socket asks for a receive buffer of `SOCKET_BUFFER_BYTES` and gets it, up to
+/// what the kernel allows (`net.core.rmem_max`); without asking it had Linux's default.
+#[test]
+fn the_gossip_socket_gets_large_buffers_as_far_as_the_kernel_allows() {
+    let socket = gossip_socket(localhost()).expect("bind");
+    let granted = socket2::SockRef::from(&socket)
+        .recv_buffer_size()
+        .expect("SO_RCVBUF")
+        / 2;
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("rmem_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert_eq!(
+        granted,
+        SOCKET_BUFFER_BYTES.min(rmem_max),
+        "rmem_max is {rmem_max}"
+    );
+}
