@@ -454,7 +454,12 @@ fn gossip_socket(listen: SocketAddr) -> Result<std::net::UdpSocket, NetError> {
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     // Linux reports twice what was granted (the other half is its bookkeeping).
-    let granted = sock.recv_buffer_size().unwrap_or(0) / 2;
+    let reported = sock.recv_buffer_size().unwrap_or(0);
+    let granted = if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    };
     if granted < SOCKET_BUFFER_BYTES {
         info!(
             target: "net::quic",

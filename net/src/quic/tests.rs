@@ -723,6 +723,7 @@ async fn a_peer_that_vanished_without_closing_is_dialled_again_after_a_timeout()
 
 /// The gossip socket asks for a receive buffer of `SOCKET_BUFFER_BYTES` and gets it, up to
 /// what the kernel allows (`net.core.rmem_max`); without asking it had Linux's default.
+#[cfg(target_os = "linux")]
 #[test]
 fn the_gossip_socket_gets_large_buffers_as_far_as_the_kernel_allows() {
     let socket = gossip_socket(localhost()).expect("bind");
