@@ -8,7 +8,12 @@ use quinn::{ReadExactError, RecvStream, SendStream};
 /// The most body bytes buffered up front; the rest grows only as bytes actually arrive.
 const INITIAL_BUFFER: usize = 64 << 10;
 
-/// Reads one frame of at most `max` body bytes and decodes it.
+/// Reads the one frame a stream carries, of at most `max` body bytes, then the stream's end,
+/// and decodes the frame. A stream read to its end is closed quietly; one dropped before its
+/// end makes QUIC tell the sender to stop (a STOP_SENDING frame), which after an answer went
+/// out in a packet of its own: a third of the datagrams at a 1 ms heartbeat. The sender
+/// finishes the stream as it writes the frame, so the end usually arrives with it. Bytes
+/// after the frame are refused.
 pub(crate) async fn read_frame<M: Message>(
     recv: &mut RecvStream,
     max: usize,
@@ -26,24 +31,10 @@ pub(crate) async fn read_frame<M: Message>(
             None => return Err(NetError::UnexpectedEnd),
         }
     }
-    Ok(decode_body(&body)?)
-}
-
-/// Reads the one frame a request or answer stream carries, as [`read_frame`], and then the
-/// stream's end. A stream read to its end is closed quietly; one dropped before its end makes
-/// QUIC tell the sender to stop (a STOP_SENDING frame), which after an answer went out in a
-/// packet of its own: a third of the datagrams at a 1 ms heartbeat. The sender finishes the
-/// stream as it writes the frame, so the end usually arrives with it. Bytes after the frame
-/// are refused.
-pub(crate) async fn read_only_frame<M: Message>(
-    recv: &mut RecvStream,
-    max: usize,
-) -> Result<M, NetError> {
-    let message = read_frame(recv, max).await?;
-    match recv.read_chunk(1, true).await? {
-        None => Ok(message),
-        Some(_) => Err(NetError::BytesAfterFrame),
+    if recv.read_chunk(1, true).await?.is_some() {
+        return Err(NetError::BytesAfterFrame);
     }
+    Ok(decode_body(&body)?)
 }
 
 /// Encodes `msg` as one frame and writes it.

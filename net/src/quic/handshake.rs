@@ -8,7 +8,7 @@
 //! meant to dial and the signature. Only then does the server accept request streams.
 
 use super::codes;
-use super::frame::{read_only_frame, write_frame};
+use super::frame::{read_frame, write_frame};
 use crate::error::{NetError, PeerMismatch};
 use hashgraph::{Hash, PublicKey, SecretKey, Signature};
 use quinn::Connection;
@@ -89,7 +89,7 @@ async fn client_inner(
     };
     write_frame(&mut send, &hello).await?;
     send.finish()?;
-    let reply: Hello = read_only_frame(&mut recv, HELLO_MAX_BYTES).await?;
+    let reply: Hello = read_frame(&mut recv, HELLO_MAX_BYTES).await?;
     if reply.key != *expected {
         return Err(NetError::WrongPeer(Box::new(PeerMismatch {
             expected: *expected,
@@ -114,7 +114,7 @@ pub(crate) async fn server(
 ) -> Result<PublicKey, Refusal> {
     let failed = |e: NetError| Refusal::new(codes::HANDSHAKE_FAILED, e.to_string());
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| failed(e.into()))?;
-    let hello: Hello = read_only_frame(&mut recv, HELLO_MAX_BYTES)
+    let hello: Hello = read_frame(&mut recv, HELLO_MAX_BYTES)
         .await
         .map_err(failed)?;
     let expected = transcript(conn, b"client").map_err(failed)?;

@@ -43,7 +43,7 @@ use crate::limit::{WarnLimiter, WARN_PERIOD};
 use crate::wire::{
     encode_frame, Request, Response, WireError, FRAME_HEADER_BYTES, MAX_FRAME_BYTES,
 };
-use frame::read_only_frame;
+use frame::read_frame;
 use hashgraph::{PublicKey, SecretKey};
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, VarInt};
 use std::collections::HashMap;
@@ -434,7 +434,7 @@ impl QuicTransport {
         let (mut send, mut recv) = conn.open_bi().await?;
         send.write_all(frame).await?;
         send.finish()?;
-        read_only_frame(&mut recv, self.inner.shared.config.max_frame_bytes).await
+        read_frame(&mut recv, self.inner.shared.config.max_frame_bytes).await
     }
 }
 
@@ -453,13 +453,7 @@ fn gossip_socket(listen: SocketAddr) -> Result<std::net::UdpSocket, NetError> {
     // Best effort: a smaller buffer still works, as before.
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-    // Linux reports twice what was granted (the other half is its bookkeeping).
-    let reported = sock.recv_buffer_size().unwrap_or(0);
-    let granted = if cfg!(target_os = "linux") {
-        reported / 2
-    } else {
-        reported
-    };
+    let granted = recv_buffer_granted(&socket);
     if granted < SOCKET_BUFFER_BYTES {
         info!(
             target: "net::quic",
@@ -470,6 +464,19 @@ fn gossip_socket(listen: SocketAddr) -> Result<std::net::UdpSocket, NetError> {
         );
     }
     Ok(socket)
+}
+
+/// The receive buffer the kernel granted `socket` (0 if it cannot say).
+fn recv_buffer_granted(socket: &std::net::UdpSocket) -> usize {
+    let reported = socket2::SockRef::from(socket)
+        .recv_buffer_size()
+        .unwrap_or(0);
+    // Linux reports twice what was granted (the other half is its bookkeeping).
+    if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    }
 }
 
 fn transport_config(
@@ -585,7 +592,7 @@ impl InboundStream {
 
     async fn answer(&self, send: &mut SendStream, recv: &mut RecvStream) -> Result<(), NetError> {
         let max = self.shared.config.max_frame_bytes;
-        let request = match read_only_frame::<Request>(recv, max).await {
+        let request = match read_frame::<Request>(recv, max).await {
             Ok(request) => request,
             Err(e @ (NetError::Wire(_) | NetError::UnexpectedEnd | NetError::BytesAfterFrame)) => {
                 let peer = self.from;

@@ -251,7 +251,7 @@ async fn raw_exchange(conn: &Connection, bytes: &[u8]) -> Result<Response, NetEr
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(bytes).await?;
     send.finish()?;
-    read_only_frame(&mut recv, MAX_FRAME_BYTES).await
+    read_frame(&mut recv, MAX_FRAME_BYTES).await
 }
 
 #[tokio::test]
@@ -727,10 +727,7 @@ async fn a_peer_that_vanished_without_closing_is_dialled_again_after_a_timeout()
 #[test]
 fn the_gossip_socket_gets_large_buffers_as_far_as_the_kernel_allows() {
     let socket = gossip_socket(localhost()).expect("bind");
-    let granted = socket2::SockRef::from(&socket)
-        .recv_buffer_size()
-        .expect("SO_RCVBUF")
-        / 2;
+    let granted = recv_buffer_granted(&socket);
     let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
         .expect("rmem_max")
         .trim()
