@@ -256,7 +256,7 @@ fn drop_bad_signatures(block: &mut Block, body_hash: &Hash) {
 
 /// Stops the process on a failed write: going on with a store that lacks what the node did
 /// could make it sign a second event at an index after a restart, or lose a block.
-fn fatal_store_error(error: &StoreError, what: &str) -> ! {
+pub(super) fn fatal_store_error(error: &StoreError, what: &str) -> ! {
     tracing::error!(error = %error, "cannot persist {what}; stopping so that nothing is lost or signed twice after a restart");
     std::process::exit(1);
 }
@@ -645,6 +645,8 @@ pub struct CoreOutputs {
     pub events_per_round: Arc<std::sync::atomic::AtomicU64>,
     /// Where the ids of inserted events are recorded, for the tasks that check received ones.
     pub recent_ids: Arc<super::recent_ids::RecentIds>,
+    /// Told of each own event stored, for the thread that syncs them before they leave.
+    pub own_events: super::durable::OwnEventsStored,
 }
 
 /// The core's state, owned by its task.
@@ -712,6 +714,8 @@ pub struct Core {
     taken: TakenWatch,
     /// [`Creation::OursRefused`] was answered (once until our events are reset).
     refusal_told: bool,
+    /// Told of each own event stored; senders wait for its sync.
+    own_events: super::durable::OwnEventsStored,
 }
 
 impl Core {
@@ -738,6 +742,7 @@ impl Core {
             membership,
             events_per_round,
             recent_ids,
+            own_events,
         } = outputs;
         let acknowledged_at_start = if bootstrap {
             None
@@ -797,6 +802,7 @@ impl Core {
             recent_ids,
             taken: TakenWatch::default(),
             refusal_told: false,
+            own_events,
         };
         // Our own events that a restart could not replay are invalid to every node.
         core.resume_own_events(true);
@@ -1146,11 +1152,13 @@ impl Core {
             signatures,
         ) {
             Ok(event) => {
-                // Durable before anyone can see it: commands run one at a time, so no sync
-                // can hand this event out before the write returns.
+                // Stored before anyone can see it (commands run one at a time, so no sync can
+                // hand this event out before the write returns), and durable before it leaves
+                // the process: senders wait for the sync thread (`durable`).
                 if let Err(e) = self.store.put_self_event(&event, &consumed) {
                     fatal_store_error(&e, "our own event");
                 }
+                self.own_events.stored();
                 self.self_events += 1;
                 self.recent_ids.record([event.id()]);
                 if count > 0 {

@@ -406,9 +406,12 @@ pub async fn gossip_loop(
                     let transport = Arc::clone(&transport);
                     let stats = Arc::clone(&shared.gossip);
                     let to = peer.clone();
+                    // The event we just made is on disk before it leaves.
+                    let synced = shared.own_events.all_stored();
                     pushing.insert(
                         peer.pub_key,
                         tokio::spawn(async move {
+                            synced.await;
                             if let Err(e) = push(&transport, &to, pulled.push).await {
                                 stats.pushes_failed.fetch_add(1, Ordering::Relaxed);
                                 tracing::debug!(peer = %to.moniker, error = %format!("{e:#}"), "push failed");
@@ -755,6 +758,13 @@ pub async fn serve_inbound(
                 return;
             }
             let answer = answer(&shared, &transport, from, request).await;
+            if matches!(
+                answer,
+                Response::Sync(_) | Response::Events(_) | Response::FastSync(_)
+            ) {
+                // It may hold an own event of ours that is not on disk yet.
+                shared.own_events.all_stored().await;
+            }
             responder.respond(answer);
         });
     }

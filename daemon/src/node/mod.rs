@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod core;
 pub mod deliver;
+pub mod durable;
 pub mod fastsync;
 pub mod gossip;
 pub mod http;
@@ -76,6 +77,8 @@ pub struct Shared {
     pub wake: Arc<tokio::sync::Notify>,
     /// The store, for its memory figures in `/metrics`.
     pub store: Arc<dyn crate::store::Store>,
+    /// Waits until our events are durable: everything that sends events to a peer does.
+    pub own_events: durable::OwnEventsSynced,
     /// Ids of the events the core inserted lately: copies received again are dropped before
     /// their signatures are checked.
     pub recent_ids: Arc<recent_ids::RecentIds>,
@@ -337,6 +340,12 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
     let wake = Arc::new(tokio::sync::Notify::new());
     let gossip_stats = Arc::new(gossip::GossipStats::default());
     let recent_ids = Arc::new(recent_ids::RecentIds::new(RECENT_IDS));
+    // The thread ends with the core (it holds the other side).
+    let (own_events_stored, own_events, _sync_thread) = durable::own_events(Box::new({
+        let store = Arc::clone(&store);
+        move || store.sync_log()
+    }))
+    .context("cannot start the thread that syncs our events to disk")?;
     let core = Core::new(
         resumed.hg,
         key.clone(),
@@ -356,6 +365,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
             membership: membership_tx,
             events_per_round: Arc::clone(&gossip_stats.events_per_round),
             recent_ids: Arc::clone(&recent_ids),
+            own_events: own_events_stored,
         },
     );
     let (core_handle, core_task) = core.spawn();
@@ -375,6 +385,7 @@ pub async fn start(config: Config, app: App) -> anyhow::Result<RunningNode> {
         recent_ids,
         bad_event_warnings: hearsay_net::WarnLimiter::new(hearsay_net::limit::WARN_PERIOD),
         store: Arc::clone(&store),
+        own_events,
     });
 
     let mut tasks = tokio::task::JoinSet::new();

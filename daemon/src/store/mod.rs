@@ -76,9 +76,13 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// Records accepted events (any order of creators, each after its parents).
     fn put_events(&self, events: &[Event]) -> Result<(), StoreError>;
-    /// Records one of our own events durably (synced to disk) before it leaves the process,
-    /// removing the pending transactions it carries (by sequence number) in the same write.
+    /// Records one of our own events, removing the pending transactions it carries (by
+    /// sequence number) in the same write. Not synced: it must not leave the process before
+    /// a [`Store::sync_log`] that started after this write has returned.
     fn put_self_event(&self, event: &Event, consumed: &[u64]) -> Result<(), StoreError>;
+    /// Makes every write made before the call durable (synced to disk). Writes may go on
+    /// while it runs (they wait for a later call).
+    fn sync_log(&self) -> Result<(), StoreError>;
     /// Records transactions accepted from the app and not yet in an event, numbered from
     /// `first_seq`, in one write. Survives a crash of the process (not necessarily of the
     /// machine: it is not synced).

@@ -314,7 +314,7 @@ impl RocksStore {
             return Ok(());
         }
         batch.put(META_COUNT, next.to_be_bytes());
-        self.write(batch, own)?;
+        self.write(batch, false)?;
         *count = next;
         Ok(())
     }
@@ -454,6 +454,10 @@ impl Store for RocksStore {
 
     fn put_self_event(&self, event: &Event, consumed: &[u64]) -> Result<(), StoreError> {
         self.add_events(std::slice::from_ref(event), true, consumed)
+    }
+
+    fn sync_log(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(|e| self.err(e))
     }
 
     fn put_pending_transactions(&self, first_seq: u64, txs: &[Vec<u8>]) -> Result<(), StoreError> {
