@@ -145,8 +145,8 @@ pub trait Store: Send + Sync {
     /// Every validator set by first round, ascending.
     fn peer_sets(&self) -> Result<Vec<(u64, PeerSet)>, StoreError>;
     /// Records that the app acknowledged block `index`: at once for a crash of the process,
-    /// and for one of the machine with the next synced write (our next event, which carries
-    /// our signature of the block). Until then a power loss can deliver the block again
+    /// and for one of the machine with the next [`Store::sync_log`] (the one for our next
+    /// event, which carries our signature of the block). Until then a power loss can deliver the block again
     /// (delivery is at least once).
     fn set_app_acknowledged(&self, index: u64) -> Result<(), StoreError>;
     /// The last block the app acknowledged.

@@ -756,7 +756,7 @@ impl Store for RocksStore {
     fn set_app_acknowledged(&self, index: u64) -> Result<(), StoreError> {
         // Not synced: a sync per block held the core for about 0.6 ms each time, a quarter of
         // the store's syncs at a 1 ms heartbeat. The next event of ours, which carries our
-        // signature of the block, is synced and takes this write with it.
+        // signature of the block, is synced (`sync_log`) and takes this write with it.
         self.put_one(META_ACK, &index.to_be_bytes(), false)
     }
 
