@@ -305,28 +305,60 @@ where
 
 /// A request whose parameters are already JSON texts, so that their key order (Babble's, not
 /// `serde_json::Value`'s sorted one) is kept: `{"method":…,"params":[…],"id":…}` and `"\n"`.
-/// Built in one buffer of the final size: a block's request runs to megabytes at high load, and
-/// a `format!` over joined parameters copied it three times into buffers grown by doubling,
-/// whose fresh pages the kernel zeroed (4% of a whole machine's time in a slow stretch at
-/// 50,000 tx/s, README "Benchmark").
 pub(crate) fn encode_request_raw(method: &str, params: &[String], id: &Value) -> Vec<u8> {
+    let params_len = params.iter().map(String::len).sum::<usize>() + params.len();
+    let written = encode_request_with(method, id, params_len, |out| {
+        for (i, param) in params.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(param.as_bytes());
+        }
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match written {
+        Ok(request) => request,
+        Err(never) => match never {},
+    }
+}
+
+/// A request with one parameter serialized straight into it (a struct keeps its fields'
+/// order), in a buffer sized for `param_len_hint` bytes of it.
+pub(crate) fn encode_request_one<P: Serialize>(
+    method: &str,
+    param: &P,
+    id: &Value,
+    param_len_hint: usize,
+) -> Result<Vec<u8>, CodecError> {
+    encode_request_with(method, id, param_len_hint, |out| {
+        serde_json::to_writer(out, param).map_err(|e| CodecError::Serialize {
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// `{"method":…,"params":[`, what `write_params` writes, `],"id":…}` and `"\n"`, in one buffer
+/// of about the final size: a block's request runs to megabytes at high load, and building it
+/// in buffers grown by doubling (a `format!` over joined parameters, themselves serialized into
+/// a growing string) copied it several times into fresh pages the kernel had to zero (4% of a
+/// whole machine's time in a slow stretch at 50,000 tx/s, README "Benchmark").
+fn encode_request_with<E>(
+    method: &str,
+    id: &Value,
+    params_len_hint: usize,
+    write_params: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
     let method = Value::String(method.to_owned()).to_string();
     let id = id.to_string();
-    let params_len = params.iter().map(String::len).sum::<usize>() + params.len();
-    let mut out = Vec::with_capacity(32 + method.len() + id.len() + params_len);
+    let mut out = Vec::with_capacity(32 + method.len() + id.len() + params_len_hint);
     out.extend_from_slice(b"{\"method\":");
     out.extend_from_slice(method.as_bytes());
     out.extend_from_slice(b",\"params\":[");
-    for (i, param) in params.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(param.as_bytes());
-    }
+    write_params(&mut out)?;
     out.extend_from_slice(b"],\"id\":");
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(b"}\n");
-    out
+    Ok(out)
 }
 
 /// A successful answer whose result is already a JSON text (see [`encode_request_raw`]).
@@ -449,6 +481,21 @@ mod tests {
             String::from_utf8(encode_request_raw("a\"b", &[], &json!("x"))).unwrap(),
             "{\"method\":\"a\\\"b\",\"params\":[],\"id\":\"x\"}\n"
         );
+    }
+
+    #[test]
+    fn a_parameter_serialized_into_the_request_is_the_same_as_its_text() {
+        let mut block = crate::types::Block::default();
+        block.body.index = 9;
+        block.body.transactions = vec![b"tx one".to_vec(), vec![0, 255]];
+        let text = serde_json::to_string(&block).unwrap();
+        for hint in [0, text.len(), 1 << 20] {
+            assert_eq!(
+                encode_request_one("State.CommitBlock", &block, &json!(4), hint).unwrap(),
+                encode_request_raw("State.CommitBlock", std::slice::from_ref(&text), &json!(4)),
+                "hint {hint}"
+            );
+        }
     }
 
     /// Hands out its bytes in chunks of the given sizes (cycled), one chunk per read.

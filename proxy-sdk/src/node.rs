@@ -137,15 +137,12 @@ impl AppClient {
 
     /// `State.CommitBlock`: delivers a block, returns the app's state hash and receipts.
     pub async fn commit_block(&self, block: &Block) -> Result<CommitResponse, AppError> {
-        // Serialized straight to text: a `Value` would sort the keys out of Babble's order. Into
-        // a buffer about its size: grown by doubling from serde_json's 128 bytes, a block of
-        // megabytes was copied a dozen times.
-        let serialize_error =
-            |reason: String| ClientError::Codec(crate::jsonrpc::CodecError::Serialize { reason });
-        let mut text = Vec::with_capacity(json_len_hint(block));
-        serde_json::to_writer(&mut text, block).map_err(|e| serialize_error(e.to_string()))?;
-        let param = String::from_utf8(text).map_err(|e| serialize_error(e.to_string()))?;
-        let result = self.rpc.call(methods::COMMIT_BLOCK, &[param]).await?;
+        // Serialized straight into the request: a `Value` would sort the keys out of Babble's
+        // order, and a string first would copy a block of megabytes once more.
+        let result = self
+            .rpc
+            .call_one(methods::COMMIT_BLOCK, block, json_len_hint(block))
+            .await?;
         serde_json::from_value(result)
             .map_err(|e| ClientError::BadResponse(format!("{}: {e}", methods::COMMIT_BLOCK)))
     }

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::jsonrpc::{
-    encode, encode_ok_raw, encode_request_raw, write_message, CodecError, MessageReader, Object,
-    Request, Response,
+    encode, encode_ok_raw, encode_request_one, encode_request_raw, write_message, CodecError,
+    MessageReader, Object, Request, Response,
 };
 use crate::MAX_MESSAGE_BYTES;
 
@@ -152,12 +152,33 @@ impl RpcClient {
     /// Calls `method` with parameters given as JSON texts and returns its result, or the
     /// peer's error as [`ClientError::Remote`].
     pub(crate) async fn call(&self, method: &str, params: &[String]) -> Result<Value, ClientError> {
-        let id = Value::from(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = self.next_id();
         let request = encode_request_raw(method, params, &id);
+        self.send(&request, &id).await
+    }
+
+    /// Calls `method` with `param` serialized straight into the request (see
+    /// [`encode_request_one`]), sized for `param_len_hint` bytes of it.
+    pub(crate) async fn call_one<P: serde::Serialize>(
+        &self,
+        method: &str,
+        param: &P,
+        param_len_hint: usize,
+    ) -> Result<Value, ClientError> {
+        let id = self.next_id();
+        let request = encode_request_one(method, param, &id, param_len_hint)?;
+        self.send(&request, &id).await
+    }
+
+    fn next_id(&self) -> Value {
+        Value::from(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Sends `request` (with `id`) and returns its result, or the peer's error.
+    async fn send(&self, request: &[u8], id: &Value) -> Result<Value, ClientError> {
         let mut slot = self.conn.lock().await;
         let outcome =
-            tokio::time::timeout(self.config.timeout, self.exchange(&mut slot, &request, &id))
-                .await;
+            tokio::time::timeout(self.config.timeout, self.exchange(&mut slot, request, id)).await;
         let response = match outcome {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return Err(e),
